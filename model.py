@@ -1,0 +1,449 @@
+"""
+A GPT-2 style decoder-only language model whose MLP is chosen by name.
+
+Read top to bottom: the config, causal self-attention (with a KV cache for generation), the MLP
+variants and their table, the transformer block, and the GPT itself.
+
+The MLP variants (the only thing a SwiGLU-vs-GELU comparison should change):
+- plain, two matrices, hidden 4*d:   out = W_down(act(W_up x))       gelu, relu, relu2
+- gated, three matrices, hidden ~8d/3: out = W_down(act(W_gate x) * W_up x)   swiglu, geglu, reglu
+SwiGLU is Swish(x W_gate) ⊙ (x W_up) followed by a down-projection (Shazeer 2020, "GLU Variants
+Improve Transformer", arXiv:2002.05202). It is *not* the single-input formula x·sigmoid(βx + γ)
+that is sometimes quoted for it: that is Swish with an offset. A learnable β (and γ) inside the
+gate is offered as an option (`swish_beta=True`), initialised to β=1, γ=0 so it starts as SiLU.
+
+The gated hidden size follows the 2/3 rule (`gated_hidden_size`): 2/3 of 4*d, rounded up to a
+multiple of `multiple_of`, so a gated MLP has the parameters and FLOPs of the 4*d plain MLP
+(exactly at d = 384 and 768, within 1% at the other common widths with the default of 16).
+
+References: nanoGPT (karpathy/nanoGPT) for the layout and init; GPT-2 (Radford et al. 2019);
+Shazeer 2020 for the GLU variants; So et al. 2021 ("Primer") for squared ReLU.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024  # longest context the model sees (learned positions)
+    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for speed
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear layers and LayerNorms, as in GPT-2
+    mlp: str = "gelu"  # a key of MLP_VARIANTS
+    multiple_of: int = 16  # gated hidden size is rounded up to this (LLaMA uses 256)
+    mlp_hidden: int | None = None  # explicit MLP hidden size; None = the rule for `mlp`
+    swish_beta: bool = False  # swiglu only: gate is x*sigmoid(beta*x + gamma) with learnable beta, gamma
+    loss_chunk_size: int = 0  # >0: compute the loss this many tokens at a time without full logits (speed/memory only)
+
+    def __post_init__(self):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "multiple_of"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.mlp_hidden is not None and (not isinstance(self.mlp_hidden, int) or self.mlp_hidden <= 0):
+            raise ValueError(f"mlp_hidden must be a positive integer or None, got {self.mlp_hidden!r}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.mlp not in MLP_VARIANTS:
+            raise ValueError(f"mlp must be one of {', '.join(MLP_VARIANTS)}; got {self.mlp!r}")
+        if self.swish_beta and self.mlp != "swiglu":
+            raise ValueError(f"swish_beta applies to mlp='swiglu' only; got mlp={self.mlp!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.loss_chunk_size < 0:
+            raise ValueError(f"loss_chunk_size must be >= 0, got {self.loss_chunk_size!r}")
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (PyTorch's cannot switch the bias off on older versions)."""
+
+    def __init__(self, ndim, bias):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+def residual_projection(in_features, out_features, bias):
+    """A Linear layer that writes into the residual stream.
+
+    The tag gives it GPT-2's depth-scaled init whatever its name, so attention and every MLP
+    variant start their residual writes at the same scale (a fair comparison needs that).
+    """
+    layer = nn.Linear(in_features, out_features, bias=bias)
+    layer.writes_residual = True
+    return layer
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens generated so far (batch, head, time, dim)."""
+
+    def __init__(self, config, batch_size, device, dtype):
+        shape = (batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.length = 0  # tokens already stored
+
+    def update(self, layer, k, v):
+        """Store this step's k, v for `layer`; return all keys and values so far."""
+        start, end = self.length, self.length + k.size(2)
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config, layer_index):
+        super().__init__()
+        self.layer_index = layer_index
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = residual_projection(config.n_embd, config.n_embd, config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, cache=None):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        # (B, T, C) -> (B, n_head, T, head_dim)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        mask, is_causal = None, True
+        if cache is not None:
+            past = cache.length
+            k, v = cache.update(self.layer_index, k, v)
+            if past > 0:
+                # query i sits at position past+i and may see keys 0..past+i
+                is_causal = False
+                if T > 1:
+                    mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+# ---- The MLP variants -------------------------------------------------------------------------
+
+
+def relu_squared(x):
+    return F.relu(x).square()
+
+
+ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "relu2": relu_squared, "silu": F.silu}
+
+
+@dataclass(frozen=True)
+class MLPVariant:
+    activation: str  # a key of ACTIVATIONS
+    gated: bool  # gated: W_down(act(W_gate x) * W_up x); plain: W_down(act(W_up x))
+
+
+# The one place where variants are chosen. Adding one is a line here (plus a test).
+MLP_VARIANTS = {
+    "gelu": MLPVariant("gelu", gated=False),
+    "relu": MLPVariant("relu", gated=False),
+    "relu2": MLPVariant("relu2", gated=False),
+    "swiglu": MLPVariant("silu", gated=True),
+    "geglu": MLPVariant("gelu", gated=True),
+    "reglu": MLPVariant("relu", gated=True),
+}
+
+
+def gated_hidden_size(n_embd, multiple_of):
+    """The 2/3 rule: round(2/3 * 4 * n_embd), rounded up to a multiple of `multiple_of`.
+
+    Three d x h matrices then hold as many parameters as the two d x 4d matrices of a plain MLP.
+    """
+    hidden = round(2 * 4 * n_embd / 3)
+    return multiple_of * math.ceil(hidden / multiple_of)
+
+
+def mlp_hidden_size(config):
+    """Hidden width of the MLP that `config` describes."""
+    if config.mlp_hidden is not None:
+        return config.mlp_hidden
+    if MLP_VARIANTS[config.mlp].gated:
+        return gated_hidden_size(config.n_embd, config.multiple_of)
+    return 4 * config.n_embd
+
+
+class LearnableSwish(nn.Module):
+    """x * sigmoid(beta * x + gamma) with learnable scalars; beta=1, gamma=0 is exactly SiLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.beta = nn.Parameter(torch.ones(()))
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.beta * x + self.gamma)
+
+
+class MLP(nn.Module):
+    """Plain MLP: W_down(act(W_up x)), named as in GPT-2 (c_fc, c_proj)."""
+
+    def __init__(self, config):
+        super().__init__()
+        hidden = mlp_hidden_size(config)
+        self.act = ACTIVATIONS[MLP_VARIANTS[config.mlp].activation]
+        self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.c_proj = residual_projection(hidden, config.n_embd, config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+class GatedMLP(nn.Module):
+    """Gated MLP: W_down(act(W_gate x) * W_up x); with act = SiLU this is SwiGLU."""
+
+    def __init__(self, config):
+        super().__init__()
+        hidden = mlp_hidden_size(config)
+        self.w_gate = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.w_up = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.w_down = residual_projection(hidden, config.n_embd, config.bias)
+        # a Module when learnable (so beta, gamma are parameters), else a plain function
+        self.act = LearnableSwish() if config.swish_beta else ACTIVATIONS[MLP_VARIANTS[config.mlp].activation]
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.w_down(self.act(self.w_gate(x)) * self.w_up(x)))
+
+
+def build_mlp(config):
+    """The MLP module for `config.mlp`."""
+    return GatedMLP(config) if MLP_VARIANTS[config.mlp].gated else MLP(config)
+
+
+# ---- Block and GPT ----------------------------------------------------------------------------
+
+
+class Block(nn.Module):
+    def __init__(self, config, layer_index):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer_index)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = build_mlp(config)
+
+    def forward(self, x, cache=None):
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
+                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight  # weight tying, as in GPT-2
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            std = 0.02
+            if getattr(module, "writes_residual", False):
+                std = 0.02 / math.sqrt(2 * self.config.n_layer)
+            torch.nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def hidden_states(self, idx, cache=None):
+        """Final-LayerNorm output (B, T, n_embd) for token ids idx (B, T)."""
+        T = idx.size(1)
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of length {start + T} exceeds block_size {self.config.block_size}")
+        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x, cache)
+        if cache is not None:
+            cache.length += T
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx, targets=None):
+        """Logits (B, T, vocab) and, given targets (B, T; -1 = ignore), the mean cross-entropy.
+
+        With `loss_chunk_size` > 0 and targets given, the loss is computed chunk by chunk and the
+        full logits are never materialised: logits is then None.
+        """
+        x = self.hidden_states(idx)
+        if targets is not None and self.config.loss_chunk_size > 0:
+            loss = chunked_cross_entropy(x.flatten(0, 1), self.lm_head.weight, targets.flatten(), self.config.loss_chunk_size)
+            return None, loss
+        logits = self.lm_head(x)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(at_least_float32(logits.flatten(0, 1)), targets.flatten(), ignore_index=-1)
+        return logits, loss
+
+    # ---- reports ----
+
+    def num_params(self, non_embedding=False):
+        """Parameter count; non_embedding excludes token and position embeddings (tied lm_head too)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.transformer.wte.weight.numel() + self.transformer.wpe.weight.numel()
+        return n
+
+    def num_mlp_params(self):
+        return sum(p.numel() for block in self.transformer.h for p in block.mlp.parameters())
+
+    def flops_per_token(self):
+        """Training FLOPs per token: 6 * (matmul parameters) + the attention term 12 * L * d * T.
+
+        Matmul parameters are all parameters but the position table; the tied token table counts
+        because the lm_head multiplies by it (the convention of PaLM's appendix B and nanoGPT).
+        """
+        cfg = self.config
+        dense = self.num_params() - self.transformer.wpe.weight.numel()
+        return 6 * dense + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+
+    def param_report(self):
+        """Parameter counts and FLOPs per token as a dict (logged with every run)."""
+        return {
+            "params_total": self.num_params(),
+            "params_non_embedding": self.num_params(non_embedding=True),
+            "params_mlp": self.num_mlp_params(),
+            "mlp_hidden": mlp_hidden_size(self.config),
+            "flops_per_token": self.flops_per_token(),
+        }
+
+    def param_report_line(self):
+        r = self.param_report()
+        return (
+            f"mlp={self.config.mlp} (hidden {r['mlp_hidden']}): {r['params_total'] / 1e6:.2f}M params total, "
+            f"{r['params_non_embedding'] / 1e6:.2f}M non-embedding, {r['params_mlp'] / 1e6:.2f}M in MLPs, "
+            f"{r['flops_per_token'] / 1e6:.1f} MFLOPs/token (training)"
+        )
+
+    # ---- optimisation ----
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, fused=False):
+        """AdamW with decay on every matrix (any variant's alike) and none on biases, norms, beta/gamma."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+
+    # ---- generation ----
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True, generator=None):
+        """Append `max_new_tokens` sampled tokens to idx (B, T) and return it.
+
+        temperature 0 means greedy decoding. With the KV cache each step feeds one token; once the
+        sequence outgrows block_size, the learned positions shift and every step recomputes the
+        last block_size tokens, exactly as uncached generation does.
+        """
+        cache = None
+        for _ in range(max_new_tokens):
+            if use_cache and idx.size(1) <= self.config.block_size:
+                if cache is None:
+                    cache = KVCache(self.config, idx.size(0), idx.device, self.lm_head.weight.dtype)
+                    x = self.hidden_states(idx, cache)
+                else:
+                    x = self.hidden_states(idx[:, -1:], cache)
+            else:
+                x = self.hidden_states(idx[:, -self.config.block_size :])
+            logits = self.lm_head(x[:, -1, :]).float()
+            idx_next = sample_next_token(logits, temperature, top_k, top_p, generator)
+            idx = torch.cat((idx, idx_next), dim=1)
+        return idx
+
+
+def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """One token id per row of logits (B, vocab), after temperature, top-k and nucleus filtering."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # drop a token when the ones ranked above it already hold top_p of the mass
+        drop_sorted = cumulative - sorted_logits.softmax(dim=-1) >= top_p
+        drop = drop_sorted.scatter(1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)
+
+
+# ---- Memory-light loss ------------------------------------------------------------------------
+
+
+def at_least_float32(t):
+    """bf16/fp16 logits upcast for a stable softmax; float32 and float64 stay as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+class _ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """Cross-entropy of (hidden @ weight.T) computed chunk by chunk.
+
+    The gradients are computed during the forward pass, chunk by chunk, so neither pass ever holds
+    the (tokens x vocab) logits: at GPT-2 scale that is gigabytes of activation memory saved.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_size):
+        n_valid = (targets != -1).sum().clamp(min=1)
+        total = torch.zeros((), device=hidden.device, dtype=at_least_float32(weight).dtype)
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros_like(at_least_float32(weight))
+        for start in range(0, hidden.size(0), chunk_size):
+            h, t = hidden[start : start + chunk_size], targets[start : start + chunk_size]
+            logits = at_least_float32(h @ weight.t())
+            keep = (t != -1).unsqueeze(1)
+            safe_t = t.clamp(min=0).unsqueeze(1)
+            lse = torch.logsumexp(logits, dim=1, keepdim=True)
+            total += ((lse - logits.gather(1, safe_t)) * keep).sum()
+            grad_logits = torch.exp(logits - lse)
+            grad_logits.scatter_add_(1, safe_t, -torch.ones_like(lse))
+            grad_logits = (grad_logits * keep).to(h.dtype)
+            grad_hidden[start : start + chunk_size] = grad_logits @ weight.to(h.dtype)
+            grad_weight += grad_logits.t() @ h
+        ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype), n_valid)
+        return total / n_valid
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_hidden, grad_weight, n_valid = ctx.saved_tensors
+        scale = grad_loss / n_valid
+        return grad_hidden * scale.to(grad_hidden.dtype), grad_weight * scale.to(grad_weight.dtype), None, None
+
+
+def chunked_cross_entropy(hidden, weight, targets, chunk_size):
+    """Mean cross-entropy of hidden (N, C) @ weight (V, C).T against targets (N,), -1 ignored."""
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, chunk_size)
+    total = torch.zeros((), device=hidden.device, dtype=at_least_float32(weight).dtype)
+    for start in range(0, hidden.size(0), chunk_size):
+        logits = at_least_float32(hidden[start : start + chunk_size] @ weight.t())
+        total += F.cross_entropy(logits, targets[start : start + chunk_size], ignore_index=-1, reduction="sum")
+    return total / (targets != -1).sum().clamp(min=1)
