@@ -1,0 +1,1 @@
+"""Data preparation (text corpus -> token files) and the reader used by training."""

@@ -1,0 +1,74 @@
+"""Shared fixtures. Data fixtures build tiny tiktoken encodings in-process: no network, no ../shared."""
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import tiktoken
+import torch
+
+from data.prepare import prepare
+from data.tokenizer import tiktoken_tokenizer
+
+# Tiny test models run several times faster on one thread than on two that contend; child
+# processes (train.py, torchrun, compare.py) inherit the setting.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
+
+# GPT-2's split pattern, so the tiny encodings pre-tokenize exactly like gpt2
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+MERGES = [b"th", b"he", b"the", b" t", b" the", b"in", b"ing", b"\n\n"]
+
+
+def tiny_encoding(name: str = "tiny", eot_id: int | None = None) -> tiktoken.Encoding:
+    """Byte-level BPE with a few merges; <|endoftext|> gets the next free id unless eot_id is given."""
+    ranks = {bytes([i]): i for i in range(256)}
+    for merge in MERGES:
+        ranks[merge] = len(ranks)
+    eot = len(ranks) if eot_id is None else eot_id
+    return tiktoken.Encoding(name, pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": eot})
+
+
+@pytest.fixture
+def tiny_tokenizer():
+    return tiktoken_tokenizer(tiny_encoding())
+
+
+@pytest.fixture
+def wide_tokenizer():
+    """End-of-text id 70000: the vocabulary no longer fits uint16."""
+    return tiktoken_tokenizer(tiny_encoding("tiny_wide", eot_id=70_000))
+
+
+@pytest.fixture
+def write_files(tmp_path):
+    """write_files({"a.txt": "text", "sub/b.bin": b"bytes"}) -> folder holding those files."""
+    def write(files: dict, folder: str = "corpus") -> Path:
+        root = tmp_path / folder
+        for name, content in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8", newline="")
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    return write
+
+
+def make_corpus(n_docs=12, words_per_doc=400, seed=0):
+    """Documents of a tiny made-up language with enough structure for a model to learn."""
+    rng = random.Random(seed)
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "big", "red", "house", "."]
+    return [" ".join(rng.choice(words) for _ in range(words_per_doc)) for _ in range(n_docs)]
+
+
+@pytest.fixture(scope="session")
+def char_data(tmp_path_factory):
+    """A prepared character-level dataset of about 20k tokens (path as a string)."""
+    out = tmp_path_factory.mktemp("data") / "tiny_char"
+    prepare(make_corpus(), out, "char", val_fraction=0.1)
+    return str(out)
