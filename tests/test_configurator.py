@@ -1,0 +1,102 @@
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from configurator import ConfigError, HelpRequested, load_config
+from model import GPTConfig
+from train import TrainConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+@dataclass
+class Demo:
+    lr: float = 1e-3  # the learning rate
+    steps: int = 10  # how many steps
+    name: str = "run"
+    fast: bool = False
+    limit: int | None = None  # optional cap
+
+
+def test_precedence_defaults_then_files_left_to_right_then_command_line(tmp_path):
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("steps = 20\nname = 'from_a'\n")
+    b.write_text("name = 'from_b'\nlr = 3\n")
+    cfg = load_config(Demo, [str(a), str(b), "--steps=30"])
+    assert cfg == Demo(lr=3.0, steps=30, name="from_b")
+    assert isinstance(cfg.lr, float)
+
+
+def test_command_line_values_are_converted_to_the_field_type():
+    cfg = load_config(Demo, ["--lr=5", "--fast=True", "--name=cpu", "--limit=7"])
+    assert (cfg.lr, cfg.fast, cfg.name, cfg.limit) == (5.0, True, "cpu", 7)
+    assert load_config(Demo, ["--limit=None"]).limit is None
+    assert load_config(Demo, ["--fast=false"]).fast is False
+
+
+def test_unknown_key_names_the_closest_valid_key(tmp_path):
+    with pytest.raises(ConfigError, match="'step'.*did you mean steps"):
+        load_config(Demo, ["--step=3"])
+    bad = tmp_path / "bad.py"
+    bad.write_text("lerning_rate = 1\n")
+    with pytest.raises(ConfigError, match="lerning_rate.*bad.py"):
+        load_config(TrainConfig, [str(bad)])
+    with pytest.raises(ConfigError, match="did you mean learning_rate"):
+        load_config(TrainConfig, [str(bad)])
+
+
+@pytest.mark.parametrize("arg,message", [("--steps=abc", "steps.*int"), ("--steps=1.5", "steps.*int"), ("--fast=3", "fast.*bool"), ("--steps", "--key=value")])
+def test_wrong_type_is_one_clear_error(arg, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(Demo, [arg])
+    assert "\n" not in str(err.value)
+
+
+def test_config_file_errors_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Demo, [str(tmp_path / "missing.py")])
+    broken = tmp_path / "broken.py"
+    broken.write_text("steps = = 3\n")
+    with pytest.raises(ConfigError, match="broken.py line 1"):
+        load_config(Demo, [str(broken)])
+
+
+def test_config_file_may_import_and_compute(tmp_path):
+    f = tmp_path / "c.py"
+    f.write_text("import math\nsteps = int(math.sqrt(49))\n")
+    assert load_config(Demo, [str(f)]).steps == 7
+
+
+def test_help_lists_every_key_with_default_and_comment():
+    with pytest.raises(HelpRequested) as help_:
+        load_config(Demo, ["-h"])
+    text = str(help_.value)
+    assert "--lr=0.001" in text and "the learning rate" in text and "--limit=None" in text
+    with pytest.raises(HelpRequested) as help_:
+        load_config(TrainConfig, ["--help"])
+    assert all(f"--{key}=" in str(help_.value) for key in ("learning_rate", "mlp", "wandb_mode", "init_from"))
+
+
+def test_invalid_values_are_config_errors():
+    with pytest.raises(ConfigError, match="mlp must be one of"):
+        load_config(TrainConfig, ["--mlp=swishglu"])
+    with pytest.raises(ConfigError, match="init_from"):
+        load_config(TrainConfig, ["--init_from=gpt2"])
+
+
+def test_every_shipped_config_loads_and_builds_a_model():
+    files = sorted(CONFIG_DIR.glob("*.py"))
+    assert len(files) >= 6
+    for f in files:
+        cfg = load_config(TrainConfig, [str(f)])
+        GPTConfig(**{k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "mlp", "block_size", "dropout")}, vocab_size=50304)
+
+
+def test_twin_configs_differ_in_mlp_alone():
+    for swiglu in CONFIG_DIR.glob("*swiglu*.py"):
+        gelu = swiglu.with_name(swiglu.name.replace("swiglu", "gelu"))
+        a, b = load_config(TrainConfig, [str(swiglu)]), load_config(TrainConfig, [str(gelu)])
+        assert (a.mlp, b.mlp) == ("swiglu", "gelu")
+        differing = {k for k in vars(a) if getattr(a, k) != getattr(b, k)}
+        assert differing == {"mlp", "out_dir"}, swiglu.name
