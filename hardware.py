@@ -1,0 +1,63 @@
+"""Device choice, mixed precision and the peak-FLOPs table shared by train.py, sample.py and bench.py."""
+
+import contextlib
+
+import torch
+
+# Dense bf16 tensor-core peak in FLOP/s (no sparsity), matched against torch.cuda.get_device_name().
+# Order matters: the first substring that matches wins (e.g. "H100 PCIe" before "H100").
+PEAK_BF16_FLOPS = [
+    ("H200", 989e12),
+    ("H100 PCIe", 756e12),
+    ("H100", 989e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+    ("A6000", 155e12),
+    ("RTX 4090", 165e12),
+    ("RTX 3090", 71e12),
+    ("V100", 125e12),  # fp16; V100 has no bf16
+    ("T4", 65e12),  # fp16
+]
+
+
+def resolve_device(name="auto"):
+    """'auto' -> cuda, then mps, then cpu; any other name is returned as given."""
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def device_type(device):
+    """'cuda', 'mps' or 'cpu' for a device string such as 'cuda:1'."""
+    return device.split(":")[0]
+
+
+def resolve_dtype(name, device):
+    """'auto' -> bfloat16 on GPUs that support it, else float32 (bf16 on CPU is slower, not faster)."""
+    if name != "auto":
+        return name
+    if device_type(device) == "cuda" and torch.cuda.is_bf16_supported():
+        return "bfloat16"
+    return "float32"
+
+
+def autocast(device, dtype):
+    """A context in which the forward pass runs in `dtype` ('float32' means no autocast)."""
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type(device), dtype=getattr(torch, dtype))
+
+
+def peak_flops(device, override_tflops=None):
+    """The device's dense bf16 peak in FLOP/s, or None when unknown (CPU, MPS, an unlisted GPU)."""
+    if override_tflops:
+        return override_tflops * 1e12
+    if device_type(device) != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((flops for key, flops in PEAK_BF16_FLOPS if key in name), None)

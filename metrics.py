@@ -1,0 +1,116 @@
+"""
+Run metrics: out_dir/metrics.jsonl always, Weights & Biases when asked.
+
+metrics.jsonl holds one JSON object per line, each with an "event":
+  config  first line: the run's config, parameter counts, the data's meta, tokens per iteration
+  train   every log_interval: iter, tokens, flops, time, loss, lr, tokens_per_s, mfu
+  eval    every eval_interval and at the end: iter, tokens, flops, time, train_loss, val_loss, val_ppl
+  end     when training finished: iter, tokens, time, best_val_loss, final_val_loss
+A resumed run drops the lines past its checkpoint and appends, so the file reads as one run.
+"""
+
+import json
+import netrc
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+METRICS_NAME = "metrics.jsonl"
+
+# metrics.jsonl field -> wandb key, per event; wandb's step is the iteration
+WANDB_KEYS = {
+    "train": {
+        "loss": "train/loss",
+        "lr": "train/lr",
+        "tokens": "progress/tokens",
+        "flops": "progress/flops",
+        "time": "progress/time",
+        "tokens_per_s": "perf/tokens_per_s",
+        "mfu": "perf/mfu",
+    },
+    "eval": {"val_loss": "val/loss", "val_ppl": "val/ppl", "train_loss": "eval/train_loss"},
+}
+
+
+def read_metrics(out_dir):
+    """Every record of out_dir/metrics.jsonl, in order (an unfinished last line is skipped)."""
+    path = Path(out_dir) / METRICS_NAME
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut short by a crash: everything after it is suspect too
+    return records
+
+
+def truncate_metrics(out_dir, last_iter):
+    """Keep the config line and the records up to and including iteration `last_iter`."""
+    path = Path(out_dir) / METRICS_NAME
+    if not path.exists():
+        return
+    kept = [r for r in read_metrics(out_dir) if r.get("iter", -1) <= last_iter and r["event"] != "end"]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, path)
+
+
+def wandb_logged_in():
+    """True when an API key is in the environment or in the netrc file for the W&B host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).netloc
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_wandb_mode(mode):
+    """'' -> WANDB_MODE if set, else online when logged in and offline otherwise."""
+    if mode:
+        return mode
+    return os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
+
+
+class MetricsLog:
+    """Appends records to metrics.jsonl and mirrors train/eval points to a wandb run."""
+
+    def __init__(self, out_dir, wandb_run=None):
+        self.path = Path(out_dir) / METRICS_NAME
+        self.file = open(self.path, "a")
+        self.wandb_run = wandb_run
+
+    def write(self, record):
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.wandb_run is not None and record["event"] in WANDB_KEYS:
+            names = WANDB_KEYS[record["event"]]
+            point = {names[k]: v for k, v in record.items() if k in names and v is not None}
+            self.wandb_run.log(point, step=record["iter"])
+
+    def close(self, summary=None):
+        self.file.close()
+        if self.wandb_run is not None:
+            if summary:
+                self.wandb_run.summary.update(summary)
+            self.wandb_run.finish()
+
+
+def start_wandb(project, group, name, mode, run_config, run_id, out_dir):
+    """A wandb run for this training run, resumed when run_id names an earlier one."""
+    import wandb  # optional: only runs that log to wandb need it
+
+    mode = resolve_wandb_mode(mode)
+    print(f"wandb: logging {mode}" + (" (read it with `wandb leet`, upload with `wandb sync`)" if mode == "offline" else ""))
+    return wandb.init(
+        project=project,
+        group=group,
+        name=name,
+        config=run_config,
+        id=run_id,
+        resume="allow",
+        mode=mode,
+        dir=str(out_dir),
+    )

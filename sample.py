@@ -1,0 +1,84 @@
+"""
+Sample text from a trained model (KV-cached generation, the tokenizer the data was prepared with).
+
+    python sample.py --out_dir=out/swiglu --start="ROMEO:" --num_samples=3 --max_new_tokens=200
+    python sample.py --out_dir=out/swiglu --start=FILE:prompt.txt --top_p=0.9 --seed=7
+"""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from configurator import ConfigError, HelpRequested, load_config
+from data.tokenizer import DataError, tokenizer_from_meta
+from hardware import autocast, resolve_device, resolve_dtype
+
+
+@dataclass
+class SampleConfig:
+    out_dir: str = "out"  # the training run whose ckpt.pt to load
+    start: str = "\n"  # the prompt, or FILE:path to read it from a file
+    num_samples: int = 3
+    max_new_tokens: int = 200
+    temperature: float = 0.8  # 0 = greedy
+    top_k: int | None = 200  # keep the k most likely tokens; None = all
+    top_p: float | None = None  # nucleus sampling: keep the smallest set holding this much probability
+    seed: int = 1337
+    device: str = "auto"
+    dtype: str = "auto"
+
+    def __post_init__(self):
+        if self.num_samples <= 0 or self.max_new_tokens < 0:
+            raise ValueError("num_samples must be positive and max_new_tokens non-negative")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def read_prompt(start):
+    """The prompt text: `start` itself, or the file it names as FILE:path."""
+    if not start.startswith("FILE:"):
+        return start
+    path = Path(start[len("FILE:") :])
+    if not path.is_file():
+        raise ConfigError(f"prompt file not found: {path}")
+    return path.read_text(encoding="utf-8")
+
+
+def generate_samples(cfg):
+    """The generated texts (prompt included), reproducible for a given seed."""
+    checkpoint = load_checkpoint(cfg.out_dir)
+    tokenizer = tokenizer_from_meta(checkpoint["data_meta"])
+    device = resolve_device(cfg.device)
+    model = model_from_checkpoint(checkpoint).to(device).eval()
+    prompt = tokenizer.encode(read_prompt(cfg.start)) or [tokenizer.eot_id]
+    idx = torch.tensor([prompt] * cfg.num_samples, dtype=torch.long, device=device)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    with autocast(device, resolve_dtype(cfg.dtype, device)):
+        out = model.generate(idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, generator=generator)
+    return [tokenizer.decode(row.tolist()) for row in out]
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        cfg = load_config(SampleConfig, argv, prog="sample.py", description=__doc__.strip().splitlines()[0])
+        samples = generate_samples(cfg)
+    except HelpRequested as e:
+        print(e)
+        return 0
+    except (ConfigError, CheckpointError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for text in samples:
+        print(text)
+        print("---------------")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

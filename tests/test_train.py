@@ -1,0 +1,197 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+import train as train_module
+from checkpoint import load_checkpoint
+from configurator import load_config
+from metrics import read_metrics
+from train import TrainConfig, eval_offsets, get_batch, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_config(data_dir, out_dir, **overrides):
+    base = dict(
+        data_dir=data_dir, out_dir=str(out_dir), n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8,
+        max_iters=40, eval_interval=20, eval_iters=4, log_interval=5, learning_rate=1e-2, warmup_iters=5,
+        device="cpu", dtype="float32", mlp="swiglu",
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+def events(out_dir, kind):
+    return [r for r in read_metrics(out_dir) if r["event"] == kind]
+
+
+def test_training_lowers_the_loss_and_writes_metrics(char_data, tmp_path):
+    summary = train(tiny_config(char_data, tmp_path / "run"))
+    evals = events(tmp_path / "run", "eval")
+    assert [e["iter"] for e in evals] == [0, 20, 40]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.5
+    assert summary["final_val_loss"] == evals[-1]["val_loss"] and not summary["interrupted"]
+    config = events(tmp_path / "run", "config")
+    assert len(config) == 1 and config[0]["config"]["mlp"] == "swiglu"
+    assert config[0]["model"]["params_mlp"] > 0 and config[0]["data"]["tokenizer"] == "char"
+    trains = events(tmp_path / "run", "train")
+    assert [t["iter"] for t in trains] == list(range(5, 41, 5))
+    assert all(t["tokens"] == t["iter"] * 8 * 32 and t["tokens_per_s"] > 0 and t["mfu"] is None for t in trains)
+    assert events(tmp_path / "run", "end")[0]["iter"] == 40
+    assert (tmp_path / "run" / "ckpt.pt").exists()
+
+
+def test_wandb_offline_run_holds_train_and_val_loss(char_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "run"
+    train(tiny_config(char_data, out, wandb_log=True, wandb_mode="offline", max_iters=10, eval_interval=5))
+    run_dirs = list((out / "wandb").glob("offline-run-*"))
+    assert len(run_dirs) == 1
+    wandb_cli = Path(sys.executable).with_name("wandb")
+    result = subprocess.run([str(wandb_cli), "leet", "inspect", "--json", str(run_dirs[0])], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert '"type":"history"' in text.replace(" ", "")
+    assert "train/loss" in text and "val/loss" in text
+    assert "swiglu" in text  # the run config carries the MLP
+
+
+def test_resume_continues_the_same_run_exactly(char_data, tmp_path):
+    common = dict(max_iters=30, lr_decay_iters=30, eval_interval=10, log_interval=1, dropout=0.1, always_save_checkpoint=True)
+    train(tiny_config(char_data, tmp_path / "whole", **common))
+    train(tiny_config(char_data, tmp_path / "split", **{**common, "max_iters": 15}))
+    assert load_checkpoint(tmp_path / "split")["iter"] == 15
+    train(tiny_config(char_data, tmp_path / "split", **common, init_from="resume"))
+    whole, split = events(tmp_path / "whole", "train"), events(tmp_path / "split", "train")
+    assert [r["loss"] for r in split] == [r["loss"] for r in whole]
+    assert [r["iter"] for r in split] == list(range(1, 31))
+    split_evals = {r["iter"]: r["val_loss"] for r in events(tmp_path / "split", "eval")}
+    assert set(split_evals) == {0, 10, 15, 20, 30}  # 15: the end of the first part
+    assert all(split_evals[r["iter"]] == r["val_loss"] for r in events(tmp_path / "whole", "eval"))
+    assert len(events(tmp_path / "split", "config")) == 1
+
+
+def test_sigint_saves_a_checkpoint_and_resume_finishes_the_same_run(char_data, tmp_path):
+    args = [f"--data_dir={char_data}", "--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
+            "--max_iters=200", "--eval_interval=100", "--eval_iters=2", "--log_interval=1", "--device=cpu", "--dtype=float32"]
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "train.py", *args, f"--out_dir={out}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and len(events(out, "train")) >= 3):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    stopped_at = load_checkpoint(out)["iter"]
+    assert 3 <= stopped_at < 200
+    assert "resume" in stderr
+    resumed = subprocess.run([sys.executable, "train.py", *args, f"--out_dir={out}", "--init_from=resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["iter"] for r in events(out, "train")] == list(range(1, 201))
+    whole = tmp_path / "whole"
+    train(load_config(TrainConfig, [*args, f"--out_dir={whole}"]))
+    assert [r["loss"] for r in events(out, "train")] == [r["loss"] for r in events(whole, "train")]
+
+
+def test_batches_depend_on_seed_and_iteration_alone(char_data):
+    from data.dataset import open_dataset
+
+    tokens = open_dataset(char_data).train
+    gelu = tiny_config(char_data, "unused", mlp="gelu", gradient_accumulation_steps=2)
+    swiglu = replace(gelu, mlp="swiglu", n_embd=48)
+    for it in (0, 1, 7):
+        torch.manual_seed(it)  # the RNG that initialises models must not matter
+        x1, y1 = get_batch(tokens, gelu, it, 1, "cpu")
+        torch.randn(1000)
+        x2, y2 = get_batch(tokens, swiglu, it, 1, "cpu")
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+        assert torch.equal(x1[:, 1:], y1[:, :-1])
+    assert not torch.equal(get_batch(tokens, gelu, 0, 0, "cpu")[0], get_batch(tokens, gelu, 1, 0, "cpu")[0])
+    assert not torch.equal(get_batch(tokens, gelu, 0, 0, "cpu")[0], get_batch(tokens, replace(gelu, seed=2), 0, 0, "cpu")[0])
+    assert (eval_offsets(10, 1000, 32) == eval_offsets(10, 1000, 32)).all()
+
+
+def test_two_arms_with_one_seed_see_the_same_data_and_differ_only_in_the_mlp(char_data, tmp_path):
+    # n_embd=48: the 2/3 rule gives exactly 128 = 8/3 * 48
+    gelu = train(tiny_config(char_data, tmp_path / "gelu", mlp="gelu", n_embd=48, max_iters=5, eval_interval=5))
+    swiglu = train(tiny_config(char_data, tmp_path / "swiglu", mlp="swiglu", n_embd=48, max_iters=5, eval_interval=5))
+    assert gelu["tokens"] == swiglu["tokens"]
+    assert gelu["params_mlp"] == swiglu["params_mlp"]
+    a, b = events(tmp_path / "gelu", "config")[0], events(tmp_path / "swiglu", "config")[0]
+    assert a["data"] == b["data"] and a["tokens_per_iter"] == b["tokens_per_iter"]
+
+
+def run_main(argv, capsys):
+    code = train_module.main(argv)
+    return code, capsys.readouterr().err.strip()
+
+
+def test_bad_inputs_give_one_clear_line(char_data, tmp_path, capsys):
+    base = [f"--data_dir={char_data}", "--n_layer=1", "--n_head=2", "--n_embd=16", "--device=cpu", "--max_iters=2", "--eval_iters=1"]
+    cases = [
+        ([*base, f"--out_dir={tmp_path / 'a'}", "--block_size=100000"], "block_size=100000"),
+        ([*base, f"--out_dir={tmp_path / 'b'}", "--vocab_size=4"], "vocabulary"),
+        ([*base, f"--out_dir={tmp_path / 'c'}", f"--data_dir={tmp_path / 'nowhere'}"], "nowhere"),
+        ([*base, f"--out_dir={tmp_path / 'd'}", "--init_from=resume"], "no checkpoint"),
+        ([*base, "--lerning_rate=1"], "did you mean learning_rate"),
+        ([*base, "--batch_size=big"], "batch_size"),
+        ([*base, "--mlp=swishglu"], "swiglu"),
+    ]
+    for argv, message in cases:
+        code, err = run_main(argv, capsys)
+        assert code == 2, argv
+        assert message in err and err.startswith("error: ") and "\n" not in err, err
+
+
+def test_scratch_run_refuses_to_overwrite_a_checkpoint(char_data, tmp_path, capsys):
+    cfg = tiny_config(char_data, tmp_path / "run", max_iters=4, eval_interval=2)
+    train(cfg)
+    before = (tmp_path / "run" / "ckpt.pt").read_bytes()
+    code, err = run_main([f"--data_dir={char_data}", f"--out_dir={tmp_path / 'run'}", "--device=cpu"], capsys)
+    assert code == 2 and "init_from=resume" in err
+    assert (tmp_path / "run" / "ckpt.pt").read_bytes() == before
+
+
+def test_resume_with_a_different_model_is_refused(char_data, tmp_path):
+    train(tiny_config(char_data, tmp_path / "run", max_iters=4, eval_interval=2))
+    with pytest.raises(ValueError, match="mlp='swiglu'"):
+        train(tiny_config(char_data, tmp_path / "run", max_iters=8, mlp="gelu", init_from="resume"))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(char_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(tiny_config(char_data, out, max_iters=10, eval_interval=5))
+    before = (out / "ckpt.pt").read_bytes()
+    argv = [f"--data_dir={char_data}", f"--out_dir={out}", "--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
+            "--eval_iters=4", "--device=cpu", "--dtype=float32", "--max_iters=30", "--eval_interval=5", "--log_interval=1",
+            "--init_from=resume", "--learning_rate=1e30", "--decay_lr=False", "--grad_clip=0"]
+    code, err = run_main(argv, capsys)
+    assert code == 1
+    assert "non-finite at iteration" in err and "iteration 10" in err
+    assert (out / "ckpt.pt").read_bytes() == before
+
+
+def test_torchrun_with_two_cpu_processes_matches_one_process(char_data, tmp_path):
+    args = [f"--data_dir={char_data}", "--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4",
+            "--gradient_accumulation_steps=2", "--max_iters=6", "--eval_interval=6", "--eval_iters=2", "--log_interval=1",
+            "--device=cpu", "--dtype=float32"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py", *args,
+                             f"--out_dir={tmp_path / 'ddp'}"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = subprocess.run([sys.executable, "train.py", *args, f"--out_dir={tmp_path / 'one'}"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp, one = events(tmp_path / "ddp", "train"), events(tmp_path / "one", "train")
+    assert events(tmp_path / "ddp", "config")[0]["world_size"] == 2
+    assert len(ddp) == len(one) == 6
+    # rank 0 logs its own half of each batch, so compare the evaluations: same weights -> same val loss
+    for a, b in zip(events(tmp_path / "ddp", "eval"), events(tmp_path / "one", "eval")):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
+    assert json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[0])["event"] == "config"

@@ -1,0 +1,445 @@
+"""
+Train a GPT whose MLP is chosen by `mlp` (swiglu, gelu, ...) on a folder made by data/prepare.py.
+
+    python train.py config/swiglu.py                      # one process: GPU, MPS or CPU
+    python train.py config/swiglu.py --batch_size=32 --compile=True
+    python train.py config/swiglu.py --init_from=resume   # continue the run in out_dir
+    torchrun --standalone --nproc_per_node=4 train.py config/gpt2_swiglu.py
+
+What makes a SwiGLU run and its GELU twin comparable: training batches depend on `seed` and the
+iteration alone (never on the RNG that initialised the model), and validation uses one fixed set
+of batches for every eval of every run. A resumed run continues the same run: same batches, same
+RNG state, same metrics file, same wandb run.
+"""
+
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint, unwrap_model
+from configurator import ConfigError, HelpRequested, load_config
+from data.dataset import batch_from_offsets, open_dataset
+from data.tokenizer import DataError
+from hardware import autocast, device_type, peak_flops, resolve_device, resolve_dtype
+from metrics import MetricsLog, start_wandb, truncate_metrics
+from model import GPT, GPTConfig
+
+EVAL_SEED = 20240601  # fixed, so every run of every arm is evaluated on the same batches
+
+
+@dataclass
+class TrainConfig:
+    # data and output
+    data_dir: str = "data/pystdlib"  # a folder written by data/prepare.py
+    out_dir: str = "out"  # ckpt.pt and metrics.jsonl are written here
+    init_from: str = "scratch"  # 'scratch' (out_dir must hold no checkpoint) or 'resume'
+    # evaluation and logging
+    eval_interval: int = 250  # evaluate (and maybe checkpoint) every this many iterations
+    eval_iters: int = 20  # batches per split in each evaluation
+    log_interval: int = 10  # log train loss, lr, tokens/s, MFU every this many iterations
+    always_save_checkpoint: bool = False  # save at every eval, not only when val loss improves
+    wandb_log: bool = False  # also log to Weights & Biases
+    wandb_project: str = "swiglu-gpt"
+    wandb_group: str = ""  # '' = '<data folder>-<n_layer>x<n_embd>', shared by both arms
+    wandb_run_name: str = ""  # '' = '<mlp>-s<seed>'
+    wandb_mode: str = ""  # '' = online when logged in, else offline; or 'online', 'offline', 'disabled'
+    # batch
+    batch_size: int = 12  # sequences per micro-step per process
+    block_size: int = 256  # context length
+    gradient_accumulation_steps: int = 1  # micro-steps per iteration, summed over all processes
+    # model (see model.GPTConfig)
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    dropout: float = 0.0
+    bias: bool = False  # biases in Linear and LayerNorm layers
+    mlp: str = "swiglu"  # gelu, relu, relu2, swiglu, geglu, reglu
+    multiple_of: int = 16  # gated MLP hidden size is rounded up to a multiple of this
+    mlp_hidden: int | None = None  # None = 4*n_embd (plain) or the 2/3 rule (gated)
+    swish_beta: bool = False  # swiglu: learnable beta, gamma in the gate x*sigmoid(beta*x + gamma)
+    vocab_size: int | None = None  # None = the data's, padded to a multiple of 64 when >= 1024
+    # optimizer (AdamW) and schedule (linear warmup, cosine decay)
+    learning_rate: float = 6e-4
+    max_iters: int = 2000
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # clip the gradient norm to this; 0 = no clipping
+    decay_lr: bool = True
+    warmup_iters: int = 100
+    lr_decay_iters: int | None = None  # None = max_iters
+    min_lr: float | None = None  # None = learning_rate / 10
+    # system
+    device: str = "auto"  # auto = cuda, then mps, then cpu
+    dtype: str = "auto"  # auto = bfloat16 autocast where supported, else float32
+    compile: bool = False  # torch.compile the model
+    seed: int = 1337  # model init and data order (separate generators)
+    # speed switches: each computes the same losses as the plain path, within float tolerance
+    compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune
+    loss_chunk_size: int = 0  # >0: loss in chunks of this many tokens, never materialising full logits
+    fused_adamw: bool = True  # fused AdamW kernel where supported (CUDA)
+    prefetch: bool = True  # CUDA: copy the next batch from pinned memory while the GPU computes
+    peak_tflops: float | None = None  # the device's peak for MFU; None = look it up
+
+    def __post_init__(self):
+        choices = {"init_from": ("scratch", "resume"), "dtype": ("auto", "float32", "bfloat16"), "wandb_mode": ("", "online", "offline", "disabled")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {getattr(self, name)!r}")
+        for name in ("eval_interval", "eval_iters", "log_interval", "batch_size", "block_size", "gradient_accumulation_steps", "max_iters"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        GPTConfig(**{**model_fields(self), "vocab_size": self.vocab_size or 1})  # validates the model keys
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss); the message is one line for the user."""
+
+
+def model_fields(cfg):
+    """The TrainConfig values that are GPTConfig fields, vocab_size aside."""
+    return {f.name: getattr(cfg, f.name) for f in fields(GPTConfig) if f.name != "vocab_size"}
+
+
+def padded_vocab_size(data_vocab_size):
+    """Large vocabularies are padded to a multiple of 64 (GPT-2's 50257 -> 50304): faster matmuls."""
+    return data_vocab_size if data_vocab_size < 1024 else 64 * math.ceil(data_vocab_size / 64)
+
+
+def get_lr(it, cfg):
+    """Learning rate at iteration `it`: linear warmup, then cosine decay to min_lr."""
+    if not cfg.decay_lr:
+        return cfg.learning_rate
+    min_lr = cfg.min_lr if cfg.min_lr is not None else cfg.learning_rate / 10
+    decay_iters = cfg.lr_decay_iters or cfg.max_iters
+    if it < cfg.warmup_iters:
+        return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
+    if it >= decay_iters:
+        return min_lr
+    progress = (it - cfg.warmup_iters) / max(1, decay_iters - cfg.warmup_iters)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - min_lr)
+
+
+def train_offsets(seed, iteration, count, n_tokens, block_size):
+    """Start positions of iteration's training sequences: a function of (seed, iteration) alone."""
+    return np.random.default_rng([seed, iteration]).integers(0, n_tokens - block_size, size=count)
+
+
+def eval_offsets(count, n_tokens, block_size):
+    """The fixed evaluation positions, the same for every eval and every run."""
+    return np.random.default_rng(EVAL_SEED).integers(0, n_tokens - block_size, size=count)
+
+
+def to_device(x, y, device, prefetch):
+    if prefetch and device_type(device) == "cuda":
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+def get_batch(tokens, cfg, iteration, index, device):
+    """Micro-batch `index` of iteration's global batch (batch_size * gradient_accumulation_steps sequences)."""
+    offsets = train_offsets(cfg.seed, iteration, cfg.batch_size * cfg.gradient_accumulation_steps, len(tokens), cfg.block_size)
+    x, y = batch_from_offsets(tokens, offsets[index * cfg.batch_size : (index + 1) * cfg.batch_size], cfg.block_size)
+    return to_device(x, y, device, cfg.prefetch)
+
+
+@torch.no_grad()
+def estimate_loss(model, splits, cfg, device, ctx):
+    """Mean loss over the fixed evaluation batches of each split."""
+    model.eval()
+    out = {}
+    for name, tokens in splits.items():
+        offsets = eval_offsets(cfg.eval_iters * cfg.batch_size, len(tokens), cfg.block_size)
+        total = torch.zeros((), device=device)
+        for k in range(cfg.eval_iters):
+            x, y = batch_from_offsets(tokens, offsets[k * cfg.batch_size : (k + 1) * cfg.batch_size], cfg.block_size)
+            with ctx:
+                _, loss = model(x.to(device), y.to(device))
+            total += loss.float()
+        out[name] = (total / cfg.eval_iters).item()
+    model.train()
+    return out
+
+
+@contextmanager
+def stop_on_signals():
+    """Yields a dict whose 'signal' is set by SIGINT/SIGTERM, so the loop can save and stop."""
+    requested = {"signal": None}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, lambda signum, frame: requested.update(signal=signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    else:
+        previous = {}
+    try:
+        yield requested
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def setup_distributed(cfg):
+    """(rank, world_size, device); starts the process group under torchrun."""
+    device = resolve_device(cfg.device)
+    if "RANK" not in os.environ:
+        return 0, 1, device
+    rank, local_rank, world_size = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
+    if cfg.gradient_accumulation_steps % world_size:
+        raise ConfigError(f"gradient_accumulation_steps ({cfg.gradient_accumulation_steps}) must be a multiple of the number of processes ({world_size})")
+    if device_type(device) == "cuda":
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(backend="nccl" if device_type(device) == "cuda" else "gloo")
+    return rank, world_size, device
+
+
+def load_data(cfg):
+    """The dataset, checked against block_size."""
+    data = open_dataset(cfg.data_dir)
+    for split in ("train", "val"):
+        n = len(getattr(data, split))
+        if n <= cfg.block_size:
+            raise DataError(f"the {split} split of {cfg.data_dir} has {n} tokens; block_size={cfg.block_size} needs at least {cfg.block_size + 1}")
+    return data
+
+
+def build_model(cfg, data, checkpoint):
+    """A fresh GPT for cfg, or the checkpoint's (after checking that cfg describes the same model)."""
+    if checkpoint is None:
+        model_config = GPTConfig(**model_fields(cfg), vocab_size=cfg.vocab_size or padded_vocab_size(data.vocab_size))
+        torch.manual_seed(cfg.seed)  # the model's init depends on the seed; the data order never on this RNG
+        model = GPT(model_config)
+    else:
+        saved = checkpoint["model_args"]
+        for key, value in model_fields(cfg).items():
+            if key != "loss_chunk_size" and saved.get(key) != value:
+                raise ConfigError(f"init_from=resume: the checkpoint in {cfg.out_dir} has {key}={saved.get(key)!r}, the config says {value!r}")
+        model = model_from_checkpoint(checkpoint)
+        model.config.loss_chunk_size = cfg.loss_chunk_size
+    if data.vocab_size > model.config.vocab_size:
+        raise DataError(f"the data's vocabulary ({data.vocab_size} tokens) is larger than the model's vocab_size ({model.config.vocab_size})")
+    return model
+
+
+def initial_state(cfg, checkpoint):
+    """The loop's counters: fresh, or where the checkpoint left off."""
+    if checkpoint is None:
+        return {"iter": 0, "best_val_loss": float("inf"), "elapsed": 0.0, "wandb_run_id": None}
+    if checkpoint["config"]["seed"] != cfg.seed:
+        raise ConfigError(f"init_from=resume: the checkpoint was trained with seed={checkpoint['config']['seed']}, the config says {cfg.seed}")
+    return {k: checkpoint[k] for k in ("iter", "best_val_loss", "elapsed", "wandb_run_id")}
+
+
+def train(cfg):
+    """Train as cfg says; returns a summary dict (final and best val loss, iterations, tokens, time)."""
+    rank, world_size, device = setup_distributed(cfg)
+    try:
+        return _train(cfg, rank, world_size, device)
+    finally:
+        if world_size > 1:
+            torch.distributed.destroy_process_group()
+
+
+def _train(cfg, rank, world_size, device):
+    master = rank == 0
+    data = load_data(cfg)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    checkpoint = None
+    if cfg.init_from == "resume":
+        checkpoint = load_checkpoint(cfg.out_dir, map_location=device)
+    elif os.path.exists(os.path.join(cfg.out_dir, "ckpt.pt")):
+        raise ConfigError(f"{cfg.out_dir} already holds a checkpoint; continue it with --init_from=resume or choose another out_dir")
+    state = initial_state(cfg, checkpoint)
+
+    dtype = resolve_dtype(cfg.dtype, device)
+    if device_type(device) == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    ctx = autocast(device, dtype)
+    raw_model = build_model(cfg, data, checkpoint).to(device)
+    use_fused = cfg.fused_adamw and device_type(device) == "cuda"
+    optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), fused=use_fused)
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
+        if torch.cuda.is_available() and checkpoint["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(checkpoint["rng"]["cuda"].cpu())
+    else:
+        torch.manual_seed(cfg.seed + 1 + rank)  # dropout's stream: its own per process
+    model = torch.compile(raw_model, mode=cfg.compile_mode) if cfg.compile else raw_model
+    if world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device_type(device) == "cuda" else None)
+
+    micro_steps = cfg.gradient_accumulation_steps // world_size
+    tokens_per_iter = cfg.batch_size * cfg.gradient_accumulation_steps * cfg.block_size
+    report = raw_model.param_report()
+    flops_per_iter = report["flops_per_token"] * tokens_per_iter
+    peak = peak_flops(device, cfg.peak_tflops)
+    run_config = {"config": asdict(cfg), "model": report, "data": data.meta, "tokens_per_iter": tokens_per_iter, "world_size": world_size}
+
+    log = None
+    if master:
+        print(raw_model.param_report_line())
+        print(f"device {device}, dtype {dtype}, {world_size} process(es), {tokens_per_iter:,} tokens per iteration")
+        wandb_run = None
+        if cfg.wandb_log:
+            group = cfg.wandb_group or f"{os.path.basename(os.path.normpath(cfg.data_dir))}-{cfg.n_layer}x{cfg.n_embd}"
+            name = cfg.wandb_run_name or f"{cfg.mlp}-s{cfg.seed}"
+            wandb_config = {**asdict(cfg), **report, "tokens_per_iter": tokens_per_iter, "data": data.meta}
+            wandb_run = start_wandb(cfg.wandb_project, group, name, cfg.wandb_mode, wandb_config, state["wandb_run_id"], cfg.out_dir)
+            state["wandb_run_id"] = wandb_run.id
+        if checkpoint is None:
+            with open(os.path.join(cfg.out_dir, "metrics.jsonl"), "w"):
+                pass  # a fresh run starts a fresh file
+        else:
+            truncate_metrics(cfg.out_dir, state["iter"])
+        log = MetricsLog(cfg.out_dir, wandb_run)
+        if checkpoint is None:
+            log.write({"event": "config", **run_config})
+
+    def save(it, val_loss):
+        save_checkpoint(cfg.out_dir, {
+            "model": raw_model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "model_args": asdict(raw_model.config),
+            "config": asdict(cfg),
+            "data_meta": data.meta,
+            "iter": it,  # also the data position: batches are a function of (seed, iter)
+            "best_val_loss": state["best_val_loss"],
+            "val_loss": val_loss,
+            "elapsed": elapsed(),
+            "wandb_run_id": state["wandb_run_id"],
+            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None},
+        })
+
+    start_time = time.time()
+
+    def elapsed():
+        """Wall time of the whole run, resumed parts included."""
+        return state["elapsed"] + time.time() - start_time
+
+    it, last_val = state["iter"], None
+    first_bad = torch.full((), -1, device=device)  # first iteration whose loss was not finite; checked at sync points
+    bar = tqdm(total=cfg.max_iters, initial=it, disable=None if master else True, dynamic_ncols=True)
+    window = {"time": time.time(), "iter": it, "eval_time": 0.0}
+
+    def check_finite(last_saved):
+        bad = int(first_bad.item())
+        if bad >= 0:
+            raise TrainingError(f"loss became non-finite at iteration {bad}; stopped without saving, the checkpoint in {cfg.out_dir} is from iteration {last_saved}")
+
+    def evaluate(it):
+        nonlocal last_val
+        t0 = time.time()
+        losses = estimate_loss(model, {"train": data.train, "val": data.val}, cfg, device, ctx)
+        last_val = losses["val"]
+        improved = last_val < state["best_val_loss"]
+        state["best_val_loss"] = min(state["best_val_loss"], last_val)
+        if master:
+            log.write({"event": "eval", "iter": it, "tokens": it * tokens_per_iter, "flops": it * flops_per_iter, "time": elapsed(),
+                       "train_loss": losses["train"], "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
+            bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {last_val:.4f}")
+        window["eval_time"] += time.time() - t0
+        return improved
+
+    last_saved = it
+    with stop_on_signals() as stop:
+        if it == 0:
+            evaluate(0)
+        x, y = get_batch(data.train, cfg, it, rank * micro_steps, device)
+        while it < cfg.max_iters:
+            lr = get_lr(it, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss_sum = torch.zeros((), device=device)
+            for micro in range(micro_steps):
+                if world_size > 1:
+                    model.require_backward_grad_sync = micro == micro_steps - 1
+                with ctx:
+                    _, loss = model(x, y)
+                    loss = loss / micro_steps
+                # fetch the next micro-batch while this one's backward runs
+                next_it, next_micro = (it, micro + 1) if micro + 1 < micro_steps else (it + 1, 0)
+                x, y = get_batch(data.train, cfg, next_it, rank * micro_steps + next_micro, device)
+                loss.backward()
+                loss_sum += loss.detach()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss_sum), it, first_bad)
+            it += 1
+            bar.update(1)
+
+            at_end = it == cfg.max_iters
+            if it % cfg.log_interval == 0 or at_end:
+                check_finite(last_saved)
+                now = time.time()
+                tokens_per_s = (it - window["iter"]) * tokens_per_iter / max(1e-9, now - window["time"] - window["eval_time"])
+                mfu = report["flops_per_token"] * tokens_per_s / (peak * world_size) if peak else None
+                window.update(time=now, iter=it, eval_time=0.0)
+                if master:
+                    loss_value = loss_sum.item()
+                    log.write({"event": "train", "iter": it, "tokens": it * tokens_per_iter, "flops": it * flops_per_iter, "time": elapsed(),
+                               "loss": loss_value, "lr": lr, "tokens_per_s": tokens_per_s, "mfu": mfu})
+                    bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{tokens_per_s:,.0f}")
+                    if bar.disable:
+                        print(f"iter {it}: loss {loss_value:.4f}, lr {lr:.2e}, {tokens_per_s:,.0f} tokens/s" + (f", MFU {mfu:.1%}" if mfu else ""))
+                if world_size > 1:
+                    flag = torch.tensor(float(stop["signal"] is not None), device=device)
+                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                    stop["signal"] = stop["signal"] or (signal.SIGTERM if flag.item() else None)
+            if it % cfg.eval_interval == 0 or at_end:
+                improved = evaluate(it)
+                check_finite(last_saved)
+                if master and (improved or cfg.always_save_checkpoint or at_end):
+                    save(it, last_val)
+                last_saved = it if (improved or cfg.always_save_checkpoint or at_end) else last_saved
+            # with several processes the flag is only agreed on at log points, and all must stop together
+            if stop["signal"] and not at_end and (world_size == 1 or it % cfg.log_interval == 0):
+                check_finite(last_saved)
+                if master:
+                    save(it, last_val)
+                    bar.write(f"stopped by signal {stop['signal']} at iteration {it}; checkpoint saved, continue with --init_from=resume", file=sys.stderr)
+                break
+    bar.close()
+
+    summary = {"iter": it, "tokens": it * tokens_per_iter, "time": elapsed(), "best_val_loss": state["best_val_loss"],
+               "final_val_loss": last_val, "interrupted": it < cfg.max_iters, "out_dir": cfg.out_dir, **report}
+    if master:
+        if it == cfg.max_iters:
+            log.write({"event": "end", "iter": it, "tokens": it * tokens_per_iter, "time": summary["time"],
+                       "best_val_loss": state["best_val_loss"], "final_val_loss": last_val})
+        log.close({"best_val_loss": state["best_val_loss"], "final_val_loss": last_val})
+        print(f"done: {it} iterations, {summary['tokens']:,} tokens, {summary['time']:.1f}s, best val loss {state['best_val_loss']:.4f}")
+    return summary
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        cfg = load_config(TrainConfig, argv, prog="train.py", description=__doc__.strip().splitlines()[0])
+        summary = train(cfg)
+    except HelpRequested as e:
+        print(e)
+        return 0
+    except (ConfigError, DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 130 if summary["interrupted"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
