@@ -499,9 +499,12 @@ class PlannedRun:
 
 
 def plan_runs(config_files, seeds, runs_dir):
-    """Every (config, seed) pair, each in its own folder <runs_dir>/<config stem>-s<seed>."""
+    """Every (config, seed) pair, each in its own folder <runs_dir>/<config stem>-s<seed>.
+
+    Seed-major order: after any prefix of the launch, the finished runs already form pairs.
+    """
     return [PlannedRun(Path(cfg), seed, Path(runs_dir) / f"{Path(cfg).stem}-s{seed}")
-            for cfg in config_files for seed in seeds]
+            for seed in seeds for cfg in config_files]
 
 
 def run_state(out_dir):

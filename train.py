@@ -101,6 +101,9 @@ class TrainConfig:
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         GPTConfig(**{**model_fields(self), "vocab_size": self.vocab_size or 1})  # validates the model keys
+        # readable defaults, recorded with the run so a report can find the group again
+        self.wandb_group = self.wandb_group or f"{os.path.basename(os.path.normpath(self.data_dir))}-{self.n_layer}x{self.n_embd}"
+        self.wandb_run_name = self.wandb_run_name or f"{self.mlp}-s{self.seed}"
 
 
 class TrainingError(RuntimeError):
@@ -152,6 +155,36 @@ def get_batch(tokens, cfg, iteration, index, device):
     offsets = train_offsets(cfg.seed, iteration, cfg.batch_size * cfg.gradient_accumulation_steps, len(tokens), cfg.block_size)
     x, y = batch_from_offsets(tokens, offsets[index * cfg.batch_size : (index + 1) * cfg.batch_size], cfg.block_size)
     return to_device(x, y, device, cfg.prefetch)
+
+
+def make_optimizer(model, cfg, device):
+    """AdamW as cfg says, with the fused kernel where it exists (CUDA) and is switched on."""
+    fused = cfg.fused_adamw and device_type(device) == "cuda"
+    return model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), fused=fused)
+
+
+def train_step(model, optimizer, batch, fetch, micro_steps, grad_clip, ctx):
+    """One optimizer step over `micro_steps` micro-batches; returns (mean loss tensor, next batch).
+
+    `batch` is the first micro-batch; fetch(k) returns micro-batch k, and is called before the
+    backward pass so the copy overlaps GPU work. Nothing here waits for the GPU.
+    """
+    x, y = batch
+    loss_sum = torch.zeros((), device=x.device)
+    for micro in range(micro_steps):
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model.require_backward_grad_sync = micro == micro_steps - 1  # all-reduce once per step
+        with ctx:
+            _, loss = model(x, y)
+            loss = loss / micro_steps
+        x, y = fetch(micro + 1)
+        loss.backward()
+        loss_sum += loss.detach()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum, (x, y)
 
 
 @torch.no_grad()
@@ -266,8 +299,7 @@ def _train(cfg, rank, world_size, device):
         torch.backends.cudnn.allow_tf32 = True
     ctx = autocast(device, dtype)
     raw_model = build_model(cfg, data, checkpoint).to(device)
-    use_fused = cfg.fused_adamw and device_type(device) == "cuda"
-    optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), fused=use_fused)
+    optimizer = make_optimizer(raw_model, cfg, device)
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
         torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
@@ -292,10 +324,8 @@ def _train(cfg, rank, world_size, device):
         print(f"device {device}, dtype {dtype}, {world_size} process(es), {tokens_per_iter:,} tokens per iteration")
         wandb_run = None
         if cfg.wandb_log:
-            group = cfg.wandb_group or f"{os.path.basename(os.path.normpath(cfg.data_dir))}-{cfg.n_layer}x{cfg.n_embd}"
-            name = cfg.wandb_run_name or f"{cfg.mlp}-s{cfg.seed}"
             wandb_config = {**asdict(cfg), **report, "tokens_per_iter": tokens_per_iter, "data": data.meta}
-            wandb_run = start_wandb(cfg.wandb_project, group, name, cfg.wandb_mode, wandb_config, state["wandb_run_id"], cfg.out_dir)
+            wandb_run = start_wandb(cfg.wandb_project, cfg.wandb_group, cfg.wandb_run_name, cfg.wandb_mode, wandb_config, state["wandb_run_id"], cfg.out_dir)
             state["wandb_run_id"] = wandb_run.id
         if checkpoint is None:
             with open(os.path.join(cfg.out_dir, "metrics.jsonl"), "w"):
@@ -355,27 +385,16 @@ def _train(cfg, rank, world_size, device):
     with stop_on_signals() as stop:
         if it == 0:
             evaluate(0)
-        x, y = get_batch(data.train, cfg, it, rank * micro_steps, device)
+        def fetch(k):
+            """Micro-batch k of this process for iteration `it`; k == micro_steps is the next iteration's first."""
+            return get_batch(data.train, cfg, it + k // micro_steps, rank * micro_steps + k % micro_steps, device)
+
+        batch = fetch(0)
         while it < cfg.max_iters:
             lr = get_lr(it, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(micro_steps):
-                if world_size > 1:
-                    model.require_backward_grad_sync = micro == micro_steps - 1
-                with ctx:
-                    _, loss = model(x, y)
-                    loss = loss / micro_steps
-                # fetch the next micro-batch while this one's backward runs
-                next_it, next_micro = (it, micro + 1) if micro + 1 < micro_steps else (it + 1, 0)
-                x, y = get_batch(data.train, cfg, next_it, rank * micro_steps + next_micro, device)
-                loss.backward()
-                loss_sum += loss.detach()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss_sum, batch = train_step(model, optimizer, batch, fetch, micro_steps, cfg.grad_clip, ctx)
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss_sum), it, first_bad)
             it += 1
             bar.update(1)

@@ -99,4 +99,4 @@ def test_twin_configs_differ_in_mlp_alone():
         a, b = load_config(TrainConfig, [str(swiglu)]), load_config(TrainConfig, [str(gelu)])
         assert (a.mlp, b.mlp) == ("swiglu", "gelu")
         differing = {k for k in vars(a) if getattr(a, k) != getattr(b, k)}
-        assert differing == {"mlp", "out_dir"}, swiglu.name
+        assert differing == {"mlp", "out_dir", "wandb_run_name"}, swiglu.name
