@@ -39,7 +39,7 @@ EVAL_SEED = 20240601  # fixed, so every run of every arm is evaluated on the sam
 @dataclass
 class TrainConfig:
     # data and output
-    data_dir: str = "data/pystdlib"  # a folder written by data/prepare.py
+    data_dir: str = "data/quickstart"  # a folder written by data/prepare.py
     out_dir: str = "out"  # ckpt.pt and metrics.jsonl are written here
     init_from: str = "scratch"  # 'scratch' (out_dir must hold no checkpoint) or 'resume'
     # evaluation and logging
@@ -158,8 +158,8 @@ def get_batch(tokens, cfg, iteration, index, device):
 
 
 def make_optimizer(model, cfg, device):
-    """AdamW as cfg says, with the fused kernel where it exists (CUDA) and is switched on."""
-    fused = cfg.fused_adamw and device_type(device) == "cuda"
+    """AdamW as cfg says, with the fused kernel where PyTorch has one (CUDA, CPU) and it is switched on."""
+    fused = cfg.fused_adamw and device_type(device) in ("cuda", "cpu")
     return model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), fused=fused)
 
 

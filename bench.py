@@ -1,0 +1,146 @@
+"""
+Time full training steps (forward, backward, clip, AdamW) of any config, on random tokens.
+
+    python bench.py config/gpt2_124m_swiglu.py --batch_size=16 --gradient_accumulation_steps=1
+    python bench.py config/swiglu.py --compare mlp=gelu,swiglu
+    python bench.py config/swiglu.py --compare compile=False,True --steps=20
+
+Prints the median ms/step after warm-up, tokens/s, model TFLOP/s (the same FLOPs per token that
+train.py logs), MFU against the device's peak (--peak TFLOPS overrides the table in
+hardware.py) and peak memory. The step is train.train_step, the one train.py runs.
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+import typing
+from dataclasses import replace
+
+import torch
+
+from configurator import ConfigError, HelpRequested, convert, load_config, parse_cli_value
+from hardware import autocast, device_type, peak_flops, resolve_device, resolve_dtype
+from model import GPT, GPTConfig
+from train import TrainConfig, make_optimizer, model_fields, train_step
+
+
+def parse_compare(spec):
+    """'mlp=gelu,swiglu' -> ('mlp', ['gelu', 'swiglu']), values typed like the TrainConfig field."""
+    key, sep, values = spec.partition("=")
+    hints = typing.get_type_hints(TrainConfig)
+    if not sep or key not in hints:
+        raise ConfigError(f"--compare expects KEY=V1,V2,... with KEY a config key, got {spec!r}")
+    return key, [convert(parse_cli_value(v), hints[key], key, "in --compare") for v in values.split(",")]
+
+
+def synchronize(device):
+    if device_type(device) == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_gb(device):
+    """Peak GPU memory allocated since the last reset, or the process's peak RSS on CPU."""
+    if device_type(device) == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KB on Linux
+
+
+def bench_config(cfg, steps, warmup, peak_tflops=None):
+    """Time `steps` training steps after `warmup` ones; returns a dict of measurements."""
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    if device_type(device) == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(cfg.seed)
+    raw_model = GPT(GPTConfig(**model_fields(cfg), vocab_size=cfg.vocab_size or 50304)).to(device)
+    optimizer = make_optimizer(raw_model, cfg, device)
+    model = torch.compile(raw_model, mode=cfg.compile_mode) if cfg.compile else raw_model
+    ctx = autocast(device, dtype)
+    micro_steps = cfg.gradient_accumulation_steps
+    # a pool of random batches already on the device: the step is timed, not the data pipeline
+    pool = torch.randint(0, raw_model.config.vocab_size, (4, cfg.batch_size, cfg.block_size + 1), device=device)
+
+    def fetch(k):
+        sequence = pool[k % len(pool)]
+        return sequence[:, :-1], sequence[:, 1:]
+
+    batch, times = fetch(0), []
+    for step in range(warmup + steps):
+        synchronize(device)
+        start = time.perf_counter()
+        loss, batch = train_step(model, optimizer, batch, fetch, micro_steps, cfg.grad_clip, ctx)
+        synchronize(device)
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+    if not torch.isfinite(loss):
+        raise RuntimeError("the benchmark's loss is not finite")
+
+    seconds = statistics.median(times)
+    report = raw_model.param_report()
+    tokens_per_s = cfg.batch_size * cfg.block_size * micro_steps / seconds
+    flops = report["flops_per_token"] * tokens_per_s
+    peak = peak_flops(device, peak_tflops)
+    return {
+        "device": torch.cuda.get_device_name(device) if device_type(device) == "cuda" else device,
+        "dtype": dtype,
+        "mlp": cfg.mlp,
+        "params": report["params_total"],
+        "ms_per_step": 1000 * seconds,
+        "tokens_per_s": tokens_per_s,
+        "tflops": flops / 1e12,
+        "mfu": flops / peak if peak else None,
+        "peak_memory_gb": peak_memory_gb(device),
+    }
+
+
+def table_header(label):
+    return f"{label:>18} {'ms/step':>9} {'tokens/s':>11} {'TFLOP/s':>8} {'MFU':>6} {'peak mem GB':>11} {'params':>8}"
+
+
+def table_row(value, r):
+    """One variant's measurements, aligned under table_header."""
+    mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+    return f"{str(value):>18} {r['ms_per_step']:9.1f} {r['tokens_per_s']:11,.0f} {r['tflops']:8.2f} {mfu:>6} {r['peak_memory_gb']:11.2f} {r['params'] / 1e6:7.1f}M"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0], add_help=False, allow_abbrev=False)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first, compilation included (default 3)")
+    parser.add_argument("--compare", help="KEY=V1,V2,...: one row per value, e.g. mlp=gelu,swiglu")
+    parser.add_argument("--peak", type=float, help="device peak in TFLOP/s for MFU (default: hardware.py's table)")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args, rest = parser.parse_known_args(argv)
+    try:
+        cfg = load_config(TrainConfig, rest, prog="bench.py", description=__doc__.strip())
+        if args.steps <= 0 or args.warmup < 0:
+            raise ConfigError("--steps must be positive and --warmup non-negative")
+        key, values = parse_compare(args.compare) if args.compare else ("mlp", [cfg.mlp])
+        variants = [replace(cfg, **{key: value}) for value in values]
+    except ValueError as e:  # ConfigError, or TrainConfig's own check of a --compare value
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except HelpRequested as e:
+        print(e)
+        print("\nbench options:\n" + parser.format_help().split("\n", 1)[1])
+        return 0
+    print(f"{cfg.n_layer} layers x {cfg.n_embd} wide, batch {cfg.batch_size} x {cfg.block_size} x {cfg.gradient_accumulation_steps} micro-steps, "
+          f"compile={cfg.compile}, loss_chunk_size={cfg.loss_chunk_size}; median of {args.steps} steps after {args.warmup}")
+    print(table_header(key))
+    rows = []
+    for value, variant in zip(values, variants):
+        rows.append({key: value, **bench_config(variant, args.steps, args.warmup, args.peak)})
+        print(table_row(value, rows[-1]), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
