@@ -10,7 +10,6 @@ train.py logs), MFU against the device's peak (--peak TFLOPS overrides the table
 hardware.py) and peak memory. The step is train.train_step, the one train.py runs.
 """
 
-import argparse
 import json
 import resource
 import statistics
@@ -21,8 +20,8 @@ from dataclasses import replace
 
 import torch
 
-from configurator import ConfigError, HelpRequested, convert, load_config, parse_cli_value
-from hardware import autocast, device_type, peak_flops, resolve_device, resolve_dtype
+from configurator import ConfigError, HelpRequested, OneLineArgumentParser, convert, load_config, parse_cli_value
+from hardware import autocast, device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
 from model import GPT, GPTConfig
 from train import TrainConfig, make_optimizer, model_fields, train_step
 
@@ -52,8 +51,8 @@ def bench_config(cfg, steps, warmup, peak_tflops=None):
     """Time `steps` training steps after `warmup` ones; returns a dict of measurements."""
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
+    enable_tf32(device)
     if device_type(device) == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(cfg.seed)
     raw_model = GPT(GPTConfig(**model_fields(cfg), vocab_size=cfg.vocab_size or 50304)).to(device)
@@ -109,7 +108,7 @@ def table_row(value, r):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0], add_help=False, allow_abbrev=False)
+    parser = OneLineArgumentParser(prog="bench.py", description=__doc__.strip().splitlines()[0], add_help=False, allow_abbrev=False)
     parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first, compilation included (default 3)")
     parser.add_argument("--compare", help="KEY=V1,V2,...: one row per value, e.g. mlp=gelu,swiglu")

@@ -5,19 +5,12 @@ from pathlib import Path
 
 import torch
 
+from metrics import CHECKPOINT_NAME
 from model import GPT, GPTConfig
-
-CHECKPOINT_NAME = "ckpt.pt"
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing or unreadable; the message is one line for the user."""
-
-
-def unwrap_model(model):
-    """The plain GPT inside DistributedDataParallel and/or torch.compile wrappers."""
-    model = getattr(model, "module", model)  # DDP
-    return getattr(model, "_orig_mod", model)  # torch.compile
 
 
 def clean_state_dict(state_dict):

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics import METRICS_NAME, read_metrics, resolve_wandb_mode
+from configurator import OneLineArgumentParser
+from metrics import CHECKPOINT_NAME, METRICS_NAME, read_metrics, resolve_wandb_mode
 
 TRAIN_PY = Path(__file__).resolve().parent / "train.py"
-CHECKPOINT_NAME = "ckpt.pt"  # checkpoint.CHECKPOINT_NAME, not imported: that module loads torch
 # train.py keys that compare.py sets itself for every run; users pass them through its own flags.
 RESERVED_OVERRIDES = {"seed", "out_dir", "init_from", "wandb_group", "wandb_run_name"}
 # What must be equal for losses to be comparable across runs.
@@ -226,7 +226,9 @@ def check_comparable(runs):
         data = run.record.get("data", {})
         fields = {f"data.{key}": data.get(key) for key in DATA_FIELDS}
         fields["tokens_per_iter"] = run.record.get("tokens_per_iter")
-        fields["max_iters"] = run.config.get("max_iters")
+        # these decide which batches train and evaluate a run: equal tokens per step is not enough
+        for key in ("max_iters", "batch_size", "block_size", "gradient_accumulation_steps", "eval_iters"):
+            fields[key] = run.config.get(key)
         return fields
 
     reference = signature(runs[0])
@@ -564,15 +566,16 @@ def launch_runs(plan, overrides, group):
 def parse_seeds(text):
     """'3' -> [0, 1, 2]; '1,5,7' -> [1, 5, 7]."""
     try:
-        if "," in text:
-            return [int(part) for part in text.split(",")]
-        return list(range(int(text)))
+        seeds = [int(part) for part in text.split(",")] if "," in text else list(range(int(text)))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a count or a comma list of seeds, got {text!r}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected at least one seed and no repeats, got {text!r}")
+    return seeds
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="compare.py", allow_abbrev=False,
         description="Train MLP variants over several seeds and compare them (given config files),\n"
                     "or report on existing runs (given run folders). Any other --key=value is\n"
@@ -622,6 +625,9 @@ def main(argv=None):
             if missing:
                 raise CompareError(f"config file not found: {missing[0]}")
             plan = plan_runs(paths, args.seeds, args.runs_dir)
+            stems = [p.stem for p in paths]
+            if len(set(stems)) != len(stems):
+                raise CompareError(f"two config files share a name ({stems}): their runs would share folders")
             group = args.group or "compare-" + "-".join(p.stem for p in paths)
             status = launch_runs(plan, overrides, group)
             if status != 0:
@@ -637,7 +643,7 @@ def main(argv=None):
         report(runs, args.out or Path(args.runs_dir) / "report", args.baseline,
                args.allow_mismatch, args.wandb)
     except CompareError as error:
-        print(f"compare.py: error: {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("compare.py: interrupted; run the same command again to resume", file=sys.stderr)

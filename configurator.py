@@ -10,6 +10,7 @@ converted to the field's type. Mistakes raise ConfigError with one line that nam
 the closest valid keys; `-h` lists every key with its default and comment.
 """
 
+import argparse
 import ast
 import dataclasses
 import difflib
@@ -27,6 +28,13 @@ class ConfigError(ValueError):
 
 class HelpRequested(Exception):
     """Raised by load_config for -h/--help; its message is the help text."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse for the CLIs that take flags: a mistake is one `error:` line and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} -h)\n")
 
 
 def field_comments(cls):
@@ -67,9 +75,18 @@ def _unknown_key(key, cls, where):
     return ConfigError(f"unknown config key {key!r} {where}{hint}")
 
 
+def type_options(annotation):
+    """The types a field admits: (int, NoneType) for `int | None`."""
+    return typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+
+
+def accepts(annotation, kind):
+    return kind in type_options(annotation)
+
+
 def convert(value, annotation, key, where):
     """`value` as the field type `annotation` (int -> float allowed, None for optional fields)."""
-    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    options = type_options(annotation)
     if value is None:
         if type(None) in options:
             return None
@@ -131,7 +148,10 @@ def load_config(cls, argv, prog="train.py", description=""):
                 raise ConfigError(f"expected --key=value, got {arg!r}")
             if key not in hints:
                 raise _unknown_key(key, cls, where)
-            values[key] = convert(parse_cli_value(text), hints[key], key, where)
+            value = parse_cli_value(text)
+            if not isinstance(value, str) and accepts(hints[key], str) and not accepts(hints[key], type(value)):
+                value = text  # --start=1984 or --wandb_run_name=42 mean the text
+            values[key] = convert(value, hints[key], key, where)
         else:
             where = f"in {arg}"
             for key, value in read_config_file(arg).items():

@@ -1,6 +1,7 @@
 """Device choice, mixed precision and the peak-FLOPs table shared by train.py, sample.py and bench.py."""
 
 import contextlib
+import re
 
 import torch
 
@@ -19,6 +20,19 @@ PEAK_BF16_FLOPS = [
     ("V100", 125e12),  # fp16; V100 has no bf16
     ("T4", 65e12),  # fp16
 ]
+
+
+def check_device(name):
+    """Raise ValueError unless `name` is auto, cpu, mps, cuda or cuda:N."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
+        raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N; got {name!r}")
+
+
+def enable_tf32(device):
+    """Let float32 matmuls use TF32 tensor cores on CUDA (bf16 autocast covers most of the rest)."""
+    if device_type(device) == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
 
 def resolve_device(name="auto"):

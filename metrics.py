@@ -6,7 +6,8 @@ metrics.jsonl holds one JSON object per line, each with an "event":
   train   every log_interval: iter, tokens, flops, time, loss, lr, tokens_per_s, mfu
   eval    every eval_interval and at the end: iter, tokens, flops, time, train_loss, val_loss, val_ppl
   end     when training finished: iter, tokens, time, best_val_loss, final_val_loss
-A resumed run drops the lines past its checkpoint and appends, so the file reads as one run.
+A resumed run rewrites the config line, drops the lines past its checkpoint and appends, so the
+file reads as one run.
 """
 
 import json
@@ -16,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 METRICS_NAME = "metrics.jsonl"
+CHECKPOINT_NAME = "ckpt.pt"  # written by checkpoint.py; named here so torch-free readers (compare.py) share it
 
 # metrics.jsonl field -> wandb key, per event; wandb's step is the iteration
 WANDB_KEYS = {
@@ -45,14 +47,18 @@ def read_metrics(out_dir):
     return records
 
 
-def truncate_metrics(out_dir, last_iter):
-    """Keep the config line and the records up to and including iteration `last_iter`."""
+def start_metrics(out_dir, config_record, resumed_at=None):
+    """Begin metrics.jsonl with this run's config line.
+
+    A resumed run keeps the records of its earlier part up to its checkpoint's iteration
+    `resumed_at`, and drops the ones past it: they belong to training that the resume repeats.
+    """
     path = Path(out_dir) / METRICS_NAME
-    if not path.exists():
-        return
-    kept = [r for r in read_metrics(out_dir) if r.get("iter", -1) <= last_iter and r["event"] != "end"]
+    kept = []
+    if resumed_at is not None and path.exists():
+        kept = [r for r in read_metrics(out_dir) if r["event"] in ("train", "eval") and r["iter"] <= resumed_at]
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in [config_record, *kept]))
     os.replace(tmp, path)
 
 

@@ -353,10 +353,11 @@ class GPT(nn.Module):
     # ---- generation ----
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True, generator=None):
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True, generator=None, vocab_limit=None):
         """Append `max_new_tokens` sampled tokens to idx (B, T) and return it.
 
-        temperature 0 means greedy decoding. With the KV cache each step feeds one token; once the
+        temperature 0 means greedy decoding; vocab_limit keeps ids below it (a tokenizer's size,
+        when the model's vocabulary is padded past it). With the KV cache each step feeds one token; once the
         sequence outgrows block_size, the learned positions shift and every step recomputes the
         last block_size tokens, exactly as uncached generation does.
         """
@@ -371,6 +372,8 @@ class GPT(nn.Module):
             else:
                 x = self.hidden_states(idx[:, -self.config.block_size :])
             logits = self.lm_head(x[:, -1, :]).float()
+            if vocab_limit is not None:
+                logits[:, vocab_limit:] = float("-inf")
             idx_next = sample_next_token(logits, temperature, top_k, top_p, generator)
             idx = torch.cat((idx, idx_next), dim=1)
         return idx

@@ -14,7 +14,7 @@ import torch
 from checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from configurator import ConfigError, HelpRequested, load_config
 from data.tokenizer import DataError, tokenizer_from_meta
-from hardware import autocast, resolve_device, resolve_dtype
+from hardware import autocast, check_device, resolve_device, resolve_dtype
 
 
 @dataclass
@@ -31,6 +31,11 @@ class SampleConfig:
     dtype: str = "auto"
 
     def __post_init__(self):
+        check_device(self.device)
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"dtype must be auto, float32 or bfloat16; got {self.dtype!r}")
+        if self.top_k is not None and self.top_k <= 0:
+            raise ValueError(f"top_k must be positive or None, got {self.top_k}")
         if self.num_samples <= 0 or self.max_new_tokens < 0:
             raise ValueError("num_samples must be positive and max_new_tokens non-negative")
         if self.temperature < 0:
@@ -59,7 +64,7 @@ def generate_samples(cfg):
     idx = torch.tensor([prompt] * cfg.num_samples, dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     with autocast(device, resolve_dtype(cfg.dtype, device)):
-        out = model.generate(idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, generator=generator)
+        out = model.generate(idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, generator=generator, vocab_limit=tokenizer.vocab_size)
     return [tokenizer.decode(row.tolist()) for row in out]
 
 

@@ -4,7 +4,7 @@ Train a GPT whose MLP is chosen by `mlp` (swiglu, gelu, ...) on a folder made by
     python train.py config/swiglu.py                      # one process: GPU, MPS or CPU
     python train.py config/swiglu.py --batch_size=32 --compile=True
     python train.py config/swiglu.py --init_from=resume   # continue the run in out_dir
-    torchrun --standalone --nproc_per_node=4 train.py config/gpt2_swiglu.py
+    torchrun --standalone --nproc_per_node=4 train.py config/gpt2_124m_swiglu.py
 
 What makes a SwiGLU run and its GELU twin comparable: training batches depend on `seed` and the
 iteration alone (never on the RNG that initialised the model), and validation uses one fixed set
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint, unwrap_model
+from checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from configurator import ConfigError, HelpRequested, load_config
 from data.dataset import batch_from_offsets, open_dataset
 from data.tokenizer import DataError
-from hardware import autocast, device_type, peak_flops, resolve_device, resolve_dtype
-from metrics import MetricsLog, start_wandb, truncate_metrics
+from hardware import autocast, check_device, device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
+from metrics import CHECKPOINT_NAME, MetricsLog, start_metrics, start_wandb
 from model import GPT, GPTConfig
 
 EVAL_SEED = 20240601  # fixed, so every run of every arm is evaluated on the same batches
@@ -91,13 +91,19 @@ class TrainConfig:
     peak_tflops: float | None = None  # the device's peak for MFU; None = look it up
 
     def __post_init__(self):
-        choices = {"init_from": ("scratch", "resume"), "dtype": ("auto", "float32", "bfloat16"), "wandb_mode": ("", "online", "offline", "disabled")}
+        choices = {
+            "init_from": ("scratch", "resume"),
+            "dtype": ("auto", "float32", "bfloat16"),
+            "wandb_mode": ("", "online", "offline", "disabled"),
+            "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {getattr(self, name)!r}")
         for name in ("eval_interval", "eval_iters", "log_interval", "batch_size", "block_size", "gradient_accumulation_steps", "max_iters"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        check_device(self.device)
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         GPTConfig(**{**model_fields(self), "vocab_size": self.vocab_size or 1})  # validates the model keys
@@ -263,13 +269,44 @@ def build_model(cfg, data, checkpoint):
     return model
 
 
-def initial_state(cfg, checkpoint):
-    """The loop's counters: fresh, or where the checkpoint left off."""
+# Keys that define which batches a run sees: a resumed run must keep them (the schedule, the
+# length and the optimizer's hyperparameters may change).
+RUN_DEFINING_KEYS = ("seed", "batch_size", "block_size", "gradient_accumulation_steps")
+
+
+def initial_state(cfg, checkpoint, data):
+    """The loop's counters: fresh, or where the checkpoint left off (after checking it is the same run)."""
     if checkpoint is None:
-        return {"iter": 0, "best_val_loss": float("inf"), "elapsed": 0.0, "wandb_run_id": None}
-    if checkpoint["config"]["seed"] != cfg.seed:
-        raise ConfigError(f"init_from=resume: the checkpoint was trained with seed={checkpoint['config']['seed']}, the config says {cfg.seed}")
-    return {k: checkpoint[k] for k in ("iter", "best_val_loss", "elapsed", "wandb_run_id")}
+        return {"iter": 0, "best_val_loss": float("inf"), "val_loss": None, "elapsed": 0.0, "wandb_run_id": None}
+    for key in RUN_DEFINING_KEYS:
+        if checkpoint["config"][key] != getattr(cfg, key):
+            raise ConfigError(f"init_from=resume: the checkpoint was trained with {key}={checkpoint['config'][key]!r}, the config says {getattr(cfg, key)!r}")
+    if checkpoint["data_meta"] != data.meta:
+        raise ConfigError(f"init_from=resume: {cfg.data_dir} is not the dataset the checkpoint in {cfg.out_dir} was trained on")
+    return {k: checkpoint[k] for k in ("iter", "best_val_loss", "val_loss", "elapsed", "wandb_run_id")}
+
+
+def restore_optimizer(optimizer, checkpoint, cfg):
+    """The saved Adam moments, with this config's hyperparameters (the state dict would restore the old ones)."""
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    decayed, plain = optimizer.param_groups
+    for group in (decayed, plain):
+        group["betas"] = (cfg.beta1, cfg.beta2)
+    decayed["weight_decay"] = cfg.weight_decay
+
+
+def rng_state():
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
+
+
+def restore_rng(states, rank, cfg):
+    """This process's dropout RNG from the checkpoint, or a fresh stream when the process count changed."""
+    if rank >= len(states):
+        torch.manual_seed(cfg.seed + 1 + rank + 1000 * len(states))
+        return
+    torch.set_rng_state(states[rank]["torch"].cpu())
+    if torch.cuda.is_available() and states[rank]["cuda"] is not None:
+        torch.cuda.set_rng_state(states[rank]["cuda"].cpu())
 
 
 def train(cfg):
@@ -289,22 +326,18 @@ def _train(cfg, rank, world_size, device):
     checkpoint = None
     if cfg.init_from == "resume":
         checkpoint = load_checkpoint(cfg.out_dir, map_location=device)
-    elif os.path.exists(os.path.join(cfg.out_dir, "ckpt.pt")):
+    elif os.path.exists(os.path.join(cfg.out_dir, CHECKPOINT_NAME)):
         raise ConfigError(f"{cfg.out_dir} already holds a checkpoint; continue it with --init_from=resume or choose another out_dir")
-    state = initial_state(cfg, checkpoint)
+    state = initial_state(cfg, checkpoint, data)
 
     dtype = resolve_dtype(cfg.dtype, device)
-    if device_type(device) == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    enable_tf32(device)
     ctx = autocast(device, dtype)
     raw_model = build_model(cfg, data, checkpoint).to(device)
     optimizer = make_optimizer(raw_model, cfg, device)
     if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
-        if torch.cuda.is_available() and checkpoint["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(checkpoint["rng"]["cuda"].cpu())
+        restore_optimizer(optimizer, checkpoint, cfg)
+        restore_rng(checkpoint["rng"], rank, cfg)
     else:
         torch.manual_seed(cfg.seed + 1 + rank)  # dropout's stream: its own per process
     model = torch.compile(raw_model, mode=cfg.compile_mode) if cfg.compile else raw_model
@@ -327,16 +360,17 @@ def _train(cfg, rank, world_size, device):
             wandb_config = {**asdict(cfg), **report, "tokens_per_iter": tokens_per_iter, "data": data.meta}
             wandb_run = start_wandb(cfg.wandb_project, cfg.wandb_group, cfg.wandb_run_name, cfg.wandb_mode, wandb_config, state["wandb_run_id"], cfg.out_dir)
             state["wandb_run_id"] = wandb_run.id
-        if checkpoint is None:
-            with open(os.path.join(cfg.out_dir, "metrics.jsonl"), "w"):
-                pass  # a fresh run starts a fresh file
-        else:
-            truncate_metrics(cfg.out_dir, state["iter"])
+        start_metrics(cfg.out_dir, {"event": "config", **run_config}, resumed_at=state["iter"] if checkpoint else None)
         log = MetricsLog(cfg.out_dir, wandb_run)
-        if checkpoint is None:
-            log.write({"event": "config", **run_config})
 
     def save(it, val_loss):
+        """Every process takes part (its RNG state is gathered); rank 0 writes."""
+        rngs = [rng_state()]
+        if world_size > 1:
+            rngs = [None] * world_size
+            torch.distributed.all_gather_object(rngs, rng_state())
+        if not master:
+            return
         save_checkpoint(cfg.out_dir, {
             "model": raw_model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -348,7 +382,7 @@ def _train(cfg, rank, world_size, device):
             "val_loss": val_loss,
             "elapsed": elapsed(),
             "wandb_run_id": state["wandb_run_id"],
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None},
+            "rng": rngs,  # one state per process: each has its own dropout stream
         })
 
     start_time = time.time()
@@ -357,15 +391,18 @@ def _train(cfg, rank, world_size, device):
         """Wall time of the whole run, resumed parts included."""
         return state["elapsed"] + time.time() - start_time
 
-    it, last_val = state["iter"], None
+    it, last_val = state["iter"], state["val_loss"]
     first_bad = torch.full((), -1, device=device)  # first iteration whose loss was not finite; checked at sync points
     bar = tqdm(total=cfg.max_iters, initial=it, disable=None if master else True, dynamic_ncols=True)
     window = {"time": time.time(), "iter": it, "eval_time": 0.0}
 
     def check_finite(last_saved):
+        if world_size > 1:  # all processes must stop together, or the others wait forever
+            torch.distributed.all_reduce(first_bad, op=torch.distributed.ReduceOp.MAX)
         bad = int(first_bad.item())
         if bad >= 0:
-            raise TrainingError(f"loss became non-finite at iteration {bad}; stopped without saving, the checkpoint in {cfg.out_dir} is from iteration {last_saved}")
+            kept = f"the checkpoint in {cfg.out_dir} is from iteration {last_saved}" if last_saved is not None else "no checkpoint was saved"
+            raise TrainingError(f"loss became non-finite at iteration {bad}; stopped without saving, {kept}")
 
     def evaluate(it):
         nonlocal last_val
@@ -381,7 +418,7 @@ def _train(cfg, rank, world_size, device):
         window["eval_time"] += time.time() - t0
         return improved
 
-    last_saved = it
+    last_saved = it if checkpoint is not None else None
     with stop_on_signals() as stop:
         if it == 0:
             evaluate(0)
@@ -406,6 +443,8 @@ def _train(cfg, rank, world_size, device):
                 tokens_per_s = (it - window["iter"]) * tokens_per_iter / max(1e-9, now - window["time"] - window["eval_time"])
                 mfu = report["flops_per_token"] * tokens_per_s / (peak * world_size) if peak else None
                 window.update(time=now, iter=it, eval_time=0.0)
+                if world_size > 1:  # the loss of the whole batch, not of rank 0's slice
+                    torch.distributed.all_reduce(loss_sum, op=torch.distributed.ReduceOp.AVG)
                 if master:
                     loss_value = loss_sum.item()
                     log.write({"event": "train", "iter": it, "tokens": it * tokens_per_iter, "flops": it * flops_per_iter, "time": elapsed(),
@@ -420,14 +459,14 @@ def _train(cfg, rank, world_size, device):
             if it % cfg.eval_interval == 0 or at_end:
                 improved = evaluate(it)
                 check_finite(last_saved)
-                if master and (improved or cfg.always_save_checkpoint or at_end):
+                if improved or cfg.always_save_checkpoint or at_end:
                     save(it, last_val)
-                last_saved = it if (improved or cfg.always_save_checkpoint or at_end) else last_saved
+                    last_saved = it
             # with several processes the flag is only agreed on at log points, and all must stop together
             if stop["signal"] and not at_end and (world_size == 1 or it % cfg.log_interval == 0):
                 check_finite(last_saved)
+                save(it, last_val)
                 if master:
-                    save(it, last_val)
                     bar.write(f"stopped by signal {stop['signal']} at iteration {it}; checkpoint saved, continue with --init_from=resume", file=sys.stderr)
                 break
     bar.close()

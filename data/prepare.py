@@ -42,6 +42,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from configurator import OneLineArgumentParser
 from data.tokenizer import (DataError, Tokenizer, available_tokenizers, char_tokenizer, first_line,
                             get_tokenizer)
 
@@ -503,7 +504,7 @@ def prepare(corpus: Corpus | Iterable[str], out_dir: str | Path, tokenizer: Toke
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python data/prepare.py",
         description="Tokenize a text corpus into train.bin, val.bin and meta.json for training.",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -24,13 +24,14 @@ T_975_DF2 = 4.302652729911275  # t quantile for a 95% interval with 2 degrees of
 
 
 def write_run(run_dir, mlp, seed, final_val, *, complete=True, data=DATA,
-              tokens_per_iter=TOKENS_PER_ITER, max_iters=MAX_ITERS):
+              tokens_per_iter=TOKENS_PER_ITER, max_iters=MAX_ITERS, config_extra=None):
     """A metrics.jsonl as train.py writes it: evals at 0, max/2 and max; val loss 4.0, final + 0.5, final."""
     run_dir.mkdir(parents=True)
     seconds_per_iter = 0.01 * (1 + seed / 10)  # seeds run at slightly different speeds
     lines = [{"event": "config",
               "config": {"mlp": mlp, "seed": seed, "max_iters": max_iters, "n_layer": 2, "n_head": 2,
-                         "n_embd": 32, "block_size": 16, "wandb_project": "test", "wandb_group": "g"},
+                         "n_embd": 32, "block_size": 16, "wandb_project": "test", "wandb_group": "g",
+                         **(config_extra or {})},
               "model": {"params_total": 10_000 + len(mlp), "params_non_embedding": 8_000,
                         "params_mlp": 4_000, "flops_per_token": 60_000},
               "data": data, "tokens_per_iter": tokens_per_iter, "world_size": 1}]
@@ -178,7 +179,8 @@ def test_baseline_can_be_chosen(runs_root, tmp_path):
 
 @pytest.mark.parametrize("change", [{"data": {**DATA, "train_tokens": 5}},
                                     {"tokens_per_iter": 2 * TOKENS_PER_ITER},
-                                    {"max_iters": 2 * MAX_ITERS}])
+                                    {"max_iters": 2 * MAX_ITERS},
+                                    {"config_extra": {"eval_iters": 99}}])
 def test_mismatched_runs_are_refused_unless_allowed(runs_root, tmp_path, capsys, change):
     write_run(runs_root / "odd-s0", "geglu", 0, 2.0, **change)
     status, _ = run_report([runs_root], tmp_path)
@@ -265,6 +267,17 @@ def test_user_errors_exit_2_with_one_line(runs_root, tmp_path, capsys):
         assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.parametrize("seeds", ["0", "-1", "1,1", "x"])
+def test_bad_seed_lists_are_one_line(seeds, tmp_path, capsys):
+    config = tmp_path / "gelu.py"
+    config.write_text("mlp = 'gelu'\n")
+    with pytest.raises(SystemExit) as exit_:
+        compare.main([str(config), "--seeds", seeds])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
 def test_run_state(tmp_path):
     assert compare.run_state(tmp_path / "nothing") == "fresh"
     interrupted = write_run(tmp_path / "a", "gelu", 0, 2.0, complete=False)
@@ -322,9 +335,11 @@ def test_interrupted_launch_resumes_and_complete_runs_are_skipped(char_data, tmp
     assert f"{Path('runs') / 'gelu-s0'}: interrupted" in second.stdout
     assert f"{Path('runs') / 'swiglu-s0'}: fresh" in second.stdout
     lines = metrics_lines(gelu)
-    assert lines[: len(interrupted_lines)] == interrupted_lines  # nothing from before the stop was lost
+    # nothing from before the stop was lost; the config line now says how the run goes on
+    assert lines[1: len(interrupted_lines)] == interrupted_lines[1:]
     records = [json.loads(line) for line in lines]
     assert [r["event"] for r in records].count("config") == 1
+    assert records[0]["config"]["init_from"] == "resume"
     assert [r["iter"] for r in records if r["event"] == "train"] == list(range(10, 201, 10))
     assert compare.load_run(gelu).complete and compare.load_run(swiglu).complete
 

@@ -35,6 +35,13 @@ def test_command_line_values_are_converted_to_the_field_type():
     assert load_config(Demo, ["--fast=false"]).fast is False
 
 
+def test_text_fields_keep_literal_looking_text():
+    assert load_config(Demo, ["--name=1984"]).name == "1984"
+    assert load_config(Demo, ["--name=True"]).name == "True"
+    assert load_config(Demo, ["--name=None"]).name == "None"
+    assert load_config(Demo, ["--limit=None"]).limit is None
+
+
 def test_unknown_key_names_the_closest_valid_key(tmp_path):
     with pytest.raises(ConfigError, match="'step'.*did you mean steps"):
         load_config(Demo, ["--step=3"])
@@ -83,6 +90,10 @@ def test_invalid_values_are_config_errors():
         load_config(TrainConfig, ["--mlp=swishglu"])
     with pytest.raises(ConfigError, match="init_from"):
         load_config(TrainConfig, ["--init_from=gpt2"])
+    with pytest.raises(ConfigError, match="device must be"):
+        load_config(TrainConfig, ["--device=gpu"])
+    with pytest.raises(ConfigError, match="compile_mode"):
+        load_config(TrainConfig, ["--compile_mode=fast"])
 
 
 def test_every_shipped_config_loads_and_builds_a_model():

@@ -40,7 +40,9 @@ def test_prompt_from_file_and_greedy_decoding(trained_run, capsys, tmp_path):
     assert first == second and first.startswith("the dog")  # greedy: both samples are the same
 
 
-@pytest.mark.parametrize("args,message", [(["--start=FILE:/nowhere.txt"], "prompt file not found"), (["--top_p=2"], "top_p"), (["--tempreature=1"], "temperature")])
+@pytest.mark.parametrize("args,message", [(["--start=FILE:/nowhere.txt"], "prompt file not found"), (["--top_p=2"], "top_p"),
+                                          (["--tempreature=1"], "temperature"), (["--top_k=0"], "top_k"), (["--device=gpu"], "device"),
+                                          (["--start=Zebra"], "not in the char vocabulary")])
 def test_bad_input_is_one_line(trained_run, capsys, args, message):
     code, _, err = sample_text(trained_run, capsys, *args)
     assert code == 2 and message in err and err.count("\n") == 1
@@ -49,6 +51,16 @@ def test_bad_input_is_one_line(trained_run, capsys, args, message):
 def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     code, _, err = sample_text(tmp_path, capsys)
     assert code == 2 and "no checkpoint" in err
+
+
+def test_sampling_never_picks_ids_past_the_tokenizers_vocabulary():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=2, n_embd=16)).eval()
+    with torch.no_grad():
+        model.lm_head.weight[40:] *= 50  # make the padded ids the likeliest
+    out = model.generate(torch.zeros(4, 1, dtype=torch.long), 20, top_k=None, vocab_limit=40, generator=torch.Generator().manual_seed(0))
+    assert out.max() < 40
+    assert model.generate(torch.zeros(4, 1, dtype=torch.long), 20, top_k=None, generator=torch.Generator().manual_seed(0)).max() >= 40
 
 
 def test_checkpoint_of_a_compiled_model_loads_into_a_plain_one_and_back(tmp_path):

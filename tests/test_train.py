@@ -13,8 +13,11 @@ import torch
 import train as train_module
 from checkpoint import load_checkpoint
 from configurator import load_config
+from data.prepare import prepare
 from metrics import read_metrics
 from train import TrainConfig, eval_offsets, get_batch, train
+
+from conftest import make_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,6 +166,19 @@ def test_resume_with_a_different_model_is_refused(char_data, tmp_path):
     train(tiny_config(char_data, tmp_path / "run", max_iters=4, eval_interval=2))
     with pytest.raises(ValueError, match="mlp='swiglu'"):
         train(tiny_config(char_data, tmp_path / "run", max_iters=8, mlp="gelu", init_from="resume"))
+
+
+def test_resume_refuses_other_batches_or_data_and_finishes_a_finished_run(char_data, tmp_path):
+    train(tiny_config(char_data, tmp_path / "run", max_iters=4, eval_interval=2))
+    with pytest.raises(ValueError, match="batch_size=8"):
+        train(tiny_config(char_data, tmp_path / "run", batch_size=4, init_from="resume"))
+    other = tmp_path / "other_data"
+    prepare(make_corpus(seed=1), other, "char")
+    with pytest.raises(ValueError, match="not the dataset"):
+        train(tiny_config(str(other), tmp_path / "run", init_from="resume"))
+    summary = train(tiny_config(char_data, tmp_path / "run", max_iters=4, init_from="resume"))
+    assert summary["final_val_loss"] == events(tmp_path / "run", "eval")[-1]["val_loss"]
+    assert [e["final_val_loss"] for e in events(tmp_path / "run", "end")] == [summary["final_val_loss"]]
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(char_data, tmp_path, capsys):
