@@ -358,7 +358,7 @@ def human_count(n):
     for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.3g}{unit}"
-    return f"{n:g}"
+    return f"{n:.3g}"
 
 
 def format_loss(stat):
