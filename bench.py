@@ -7,23 +7,26 @@ Time full training steps (forward, backward, clip, AdamW) of any config, on rand
 
 Prints the median ms/step after warm-up, tokens/s, model TFLOP/s (the same FLOPs per token that
 train.py logs), MFU against the device's peak (--peak TFLOPS overrides the table in
-hardware.py) and peak memory. The step is train.train_step, the one train.py runs.
+hardware.py) and peak memory. The step is train.train_step, the one train.py runs. Each row runs
+in a process of its own, so its peak memory and compiled code are its own.
 """
 
 import json
+import multiprocessing
 import resource
 import statistics
 import sys
 import time
 import typing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import torch
 
 from configurator import ConfigError, HelpRequested, OneLineArgumentParser, convert, load_config, parse_cli_value
-from hardware import autocast, device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
+from hardware import device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
 from model import GPT, GPTConfig
-from train import TrainConfig, make_optimizer, model_fields, train_step
+from train import StepContext, TrainConfig, check_cuda_graphs, make_optimizer, model_fields, speed_fields, train_step
 
 
 def parse_compare(spec):
@@ -47,19 +50,20 @@ def peak_memory_gb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KB on Linux
 
 
-def bench_config(cfg, steps, warmup, peak_tflops=None):
-    """Time `steps` training steps after `warmup` ones; returns a dict of measurements."""
+def bench_config(cfg, steps, warmup, peak_tflops=None, profile_rows=False):
+    """Time `steps` training steps after `warmup` ones; returns a dict of measurements.
+
+    With profile_rows, one more step runs under torch.profiler and its top-10 table is returned too.
+    """
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
+    micro_steps = cfg.gradient_accumulation_steps
     enable_tf32(device)
-    if device_type(device) == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(cfg.seed)
-    raw_model = GPT(GPTConfig(**model_fields(cfg), vocab_size=cfg.vocab_size or 50304)).to(device)
+    raw_model = GPT(GPTConfig(**{**model_fields(cfg), **speed_fields(cfg, dtype)}, vocab_size=cfg.vocab_size or 50304)).to(device)
     optimizer = make_optimizer(raw_model, cfg, device)
     model = torch.compile(raw_model, mode=cfg.compile_mode) if cfg.compile else raw_model
-    ctx = autocast(device, dtype)
-    micro_steps = cfg.gradient_accumulation_steps
+    ctx = StepContext(cfg, device, dtype)
     # a pool of random batches already on the device: the step is timed, not the data pipeline
     pool = torch.randint(0, raw_model.config.vocab_size, (4, cfg.batch_size, cfg.block_size + 1), device=device)
 
@@ -78,6 +82,7 @@ def bench_config(cfg, steps, warmup, peak_tflops=None):
     if not torch.isfinite(loss):
         raise RuntimeError("the benchmark's loss is not finite")
 
+    profile = profile_step(model, optimizer, batch, fetch, micro_steps, cfg.grad_clip, ctx, device) if profile_rows else None
     seconds = statistics.median(times)
     report = raw_model.param_report()
     tokens_per_s = cfg.batch_size * cfg.block_size * micro_steps / seconds
@@ -93,7 +98,27 @@ def bench_config(cfg, steps, warmup, peak_tflops=None):
         "tflops": flops / 1e12,
         "mfu": flops / peak if peak else None,
         "peak_memory_gb": peak_memory_gb(device),
+        "profile": profile,
     }
+
+
+def profile_step(model, optimizer, batch, fetch, micro_steps, grad_clip, ctx, device, rows=10):
+    """torch.profiler's table of the `rows` costliest kernels (CUDA) or operators (CPU) of one more step."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    sort_by = "self_cpu_time_total"
+    if device_type(device) == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+        sort_by = "self_cuda_time_total"
+    with torch.profiler.profile(activities=activities) as prof:
+        train_step(model, optimizer, batch, fetch, micro_steps, grad_clip, ctx)
+        synchronize(device)
+    return prof.key_averages().table(sort_by=sort_by, row_limit=rows)
+
+
+def bench_in_fresh_process(cfg, steps, warmup, peak_tflops=None, profile=False):
+    """bench_config in a new process, so that memory peaks, compiled code and CUDA state are the arm's own."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(bench_config, cfg, steps, warmup, peak_tflops, profile).result()
 
 
 def table_header(label):
@@ -114,6 +139,7 @@ def main(argv=None):
     parser.add_argument("--compare", help="KEY=V1,V2,...: one row per value, e.g. mlp=gelu,swiglu")
     parser.add_argument("--peak", type=float, help="device peak in TFLOP/s for MFU (default: hardware.py's table)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's top 10 of one more step per row")
     args, rest = parser.parse_known_args(argv)
     try:
         cfg = load_config(TrainConfig, rest, prog="bench.py", description=__doc__.strip())
@@ -121,6 +147,9 @@ def main(argv=None):
             raise ConfigError("--steps must be positive and --warmup non-negative")
         key, values = parse_compare(args.compare) if args.compare else ("mlp", [cfg.mlp])
         variants = [replace(cfg, **{key: value}) for value in values]
+        for variant in variants:
+            resolve_device(variant.device)  # a device that is not there: one line here, not a child's traceback
+            check_cuda_graphs(variant, variant.gradient_accumulation_steps)
     except ValueError as e:  # ConfigError, or TrainConfig's own check of a --compare value
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -133,8 +162,10 @@ def main(argv=None):
     print(table_header(key))
     rows = []
     for value, variant in zip(values, variants):
-        rows.append({key: value, **bench_config(variant, args.steps, args.warmup, args.peak)})
+        rows.append({key: value, **bench_in_fresh_process(variant, args.steps, args.warmup, args.peak, args.profile)})
         print(table_row(value, rows[-1]), flush=True)
+    for row in rows if args.profile else []:
+        print(f"\nprofile of one step, {key}={row[key]}:\n{row['profile']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

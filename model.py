@@ -41,7 +41,10 @@ class GPTConfig:
     multiple_of: int = 16  # gated hidden size is rounded up to this (LLaMA uses 256)
     mlp_hidden: int | None = None  # explicit MLP hidden size; None = the rule for `mlp`
     swish_beta: bool = False  # swiglu only: gate is x*sigmoid(beta*x + gamma) with learnable beta, gamma
-    loss_chunk_size: int = 0  # >0: compute the loss this many tokens at a time without full logits (speed/memory only)
+    # speed only: these change how the model computes, never what (a resume may change them)
+    loss_chunk_size: int = 0  # >0: compute the loss this many tokens at a time without full logits
+    fused_gate_up: bool = False  # gated MLPs: one matmul for W_gate and W_up (the same two parameters)
+    compute_dtype: str | None = None  # 'bfloat16': activations in bf16, weights kept fp32 (no autocast needed)
 
     def __post_init__(self):
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "multiple_of"):
@@ -59,6 +62,21 @@ class GPTConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.loss_chunk_size < 0:
             raise ValueError(f"loss_chunk_size must be >= 0, got {self.loss_chunk_size!r}")
+        if self.compute_dtype not in (None, "float32", "bfloat16"):
+            raise ValueError(f"compute_dtype must be None, 'float32' or 'bfloat16'; got {self.compute_dtype!r}")
+
+
+# GPTConfig fields that change speed and memory but not the function computed
+SPEED_FIELDS = ("loss_chunk_size", "fused_gate_up", "compute_dtype")
+
+
+def cast_like(param, x):
+    """`param` in the dtype of activations `x` (None stays None).
+
+    A no-op in float32 and under autocast (which casts anyway); with compute_dtype='bfloat16' the
+    fp32 master weights are cast on use and their gradients flow back in fp32.
+    """
+    return None if param is None else param.to(x.dtype)
 
 
 class LayerNorm(nn.Module):
@@ -70,7 +88,14 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
 
     def forward(self, x):
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+        return F.layer_norm(x, self.weight.shape, cast_like(self.weight, x), cast_like(self.bias, x), 1e-5)
+
+
+class Linear(nn.Linear):
+    """nn.Linear whose weights follow the activations' dtype (see cast_like)."""
+
+    def forward(self, x):
+        return F.linear(x, cast_like(self.weight, x), cast_like(self.bias, x))
 
 
 def residual_projection(in_features, out_features, bias):
@@ -79,7 +104,7 @@ def residual_projection(in_features, out_features, bias):
     The tag gives it GPT-2's depth-scaled init whatever its name, so attention and every MLP
     variant start their residual writes at the same scale (a fair comparison needs that).
     """
-    layer = nn.Linear(in_features, out_features, bias=bias)
+    layer = Linear(in_features, out_features, bias=bias)
     layer.writes_residual = True
     return layer
 
@@ -107,7 +132,7 @@ class CausalSelfAttention(nn.Module):
         self.layer_index = layer_index
         self.n_head = config.n_head
         self.dropout = config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = residual_projection(config.n_embd, config.n_embd, config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
@@ -195,7 +220,7 @@ class MLP(nn.Module):
         super().__init__()
         hidden = mlp_hidden_size(config)
         self.act = ACTIVATIONS[MLP_VARIANTS[config.mlp].activation]
-        self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, hidden, bias=config.bias)
         self.c_proj = residual_projection(hidden, config.n_embd, config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -209,15 +234,24 @@ class GatedMLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         hidden = mlp_hidden_size(config)
-        self.w_gate = nn.Linear(config.n_embd, hidden, bias=config.bias)
-        self.w_up = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.w_gate = Linear(config.n_embd, hidden, bias=config.bias)
+        self.w_up = Linear(config.n_embd, hidden, bias=config.bias)
+        self.fused = config.fused_gate_up
         self.w_down = residual_projection(hidden, config.n_embd, config.bias)
         # a Module when learnable (so beta, gamma are parameters), else a plain function
         self.act = LearnableSwish() if config.swish_beta else ACTIVATIONS[MLP_VARIANTS[config.mlp].activation]
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        return self.dropout(self.w_down(self.act(self.w_gate(x)) * self.w_up(x)))
+        if self.fused:
+            # one (2h x d) matmul instead of two (h x d) ones; the parameters stay two, so
+            # checkpoints and the init do not depend on the switch
+            weight = torch.cat((self.w_gate.weight, self.w_up.weight))
+            bias = torch.cat((self.w_gate.bias, self.w_up.bias)) if self.w_gate.bias is not None else None
+            gate, up = F.linear(x, cast_like(weight, x), cast_like(bias, x)).chunk(2, dim=-1)
+        else:
+            gate, up = self.w_gate(x), self.w_up(x)
+        return self.dropout(self.w_down(self.act(gate) * up))
 
 
 def build_mlp(config):
@@ -254,7 +288,7 @@ class GPT(nn.Module):
                 ln_f=LayerNorm(config.n_embd, bias=config.bias),
             )
         )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying, as in GPT-2
         self.apply(self._init_weights)
 
@@ -276,7 +310,10 @@ class GPT(nn.Module):
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of length {start + T} exceeds block_size {self.config.block_size}")
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+        if self.config.compute_dtype:
+            x = x.to(getattr(torch, self.config.compute_dtype))
+        x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x, cache)
         if cache is not None:
@@ -298,6 +335,10 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(at_least_float32(logits.flatten(0, 1)), targets.flatten(), ignore_index=-1)
         return logits, loss
+
+    def activation_dtype(self):
+        """The dtype activations are kept in outside autocast."""
+        return getattr(torch, self.config.compute_dtype) if self.config.compute_dtype else self.lm_head.weight.dtype
 
     # ---- reports ----
 
@@ -365,7 +406,7 @@ class GPT(nn.Module):
         for _ in range(max_new_tokens):
             if use_cache and idx.size(1) <= self.config.block_size:
                 if cache is None:
-                    cache = KVCache(self.config, idx.size(0), idx.device, self.lm_head.weight.dtype)
+                    cache = KVCache(self.config, idx.size(0), idx.device, self.activation_dtype())
                     x = self.hidden_states(idx, cache)
                 else:
                     x = self.hidden_states(idx[:, -1:], cache)
@@ -406,31 +447,56 @@ def at_least_float32(t):
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
+def add_matmul_(out, a, b):
+    """out += a @ b, with no temporary the size of `out`.
+
+    CUDA multiplies bf16 operands straight into a float32 `out`; elsewhere mixed dtypes go through
+    a temporary product, which only CPU tests pay for.
+    """
+    if a.dtype == out.dtype:
+        return out.addmm_(a, b)
+    if out.is_cuda:
+        return torch.addmm(out, a, b, out_dtype=out.dtype, out=out)
+    return out.add_(a @ b)
+
+
+def matmul_dtype(hidden):
+    """The dtype the loss's matmuls run in: autocast's when it is on, else the activations'."""
+    device_type = hidden.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return hidden.dtype
+
+
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     """Cross-entropy of (hidden @ weight.T) computed chunk by chunk.
 
     The gradients are computed during the forward pass, chunk by chunk, so neither pass ever holds
     the (tokens x vocab) logits: at GPT-2 scale that is gigabytes of activation memory saved.
+    Dtypes are explicit (autocast is off inside): matmuls in `compute` (bf16 under bf16 autocast
+    or with bf16 activations), softmax and the loss in float32, logit gradients rounded to
+    `compute` like autocast's own backward would, the weight gradient accumulated in float32.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk_size):
+    def forward(ctx, hidden, weight, targets, chunk_size, compute):
         n_valid = (targets != -1).sum().clamp(min=1)
-        total = torch.zeros((), device=hidden.device, dtype=at_least_float32(weight).dtype)
+        total = torch.zeros((), device=hidden.device, dtype=torch.promote_types(compute, torch.float32))
         grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros_like(at_least_float32(weight))
+        grad_weight = torch.zeros_like(weight, dtype=torch.promote_types(weight.dtype, torch.float32))
+        w = weight.to(compute)
         for start in range(0, hidden.size(0), chunk_size):
-            h, t = hidden[start : start + chunk_size], targets[start : start + chunk_size]
-            logits = at_least_float32(h @ weight.t())
+            h, t = hidden[start : start + chunk_size].to(compute), targets[start : start + chunk_size]
+            logits = at_least_float32(h @ w.t())
             keep = (t != -1).unsqueeze(1)
             safe_t = t.clamp(min=0).unsqueeze(1)
             lse = torch.logsumexp(logits, dim=1, keepdim=True)
             total += ((lse - logits.gather(1, safe_t)) * keep).sum()
-            grad_logits = torch.exp(logits - lse)
+            grad_logits = logits.sub_(lse).exp_()  # softmax, in place of the logits
             grad_logits.scatter_add_(1, safe_t, -torch.ones_like(lse))
-            grad_logits = (grad_logits * keep).to(h.dtype)
-            grad_hidden[start : start + chunk_size] = grad_logits @ weight.to(h.dtype)
-            grad_weight += grad_logits.t() @ h
+            grad_logits = (grad_logits * keep).to(compute)
+            grad_hidden[start : start + chunk_size] = grad_logits @ w
+            add_matmul_(grad_weight, grad_logits.t(), h)
         ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype), n_valid)
         return total / n_valid
 
@@ -438,15 +504,18 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss):
         grad_hidden, grad_weight, n_valid = ctx.saved_tensors
         scale = grad_loss / n_valid
-        return grad_hidden * scale.to(grad_hidden.dtype), grad_weight * scale.to(grad_weight.dtype), None, None
+        return grad_hidden * scale.to(grad_hidden.dtype), grad_weight * scale.to(grad_weight.dtype), None, None, None
 
 
 def chunked_cross_entropy(hidden, weight, targets, chunk_size):
     """Mean cross-entropy of hidden (N, C) @ weight (V, C).T against targets (N,), -1 ignored."""
-    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
-        return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, chunk_size)
-    total = torch.zeros((), device=hidden.device, dtype=at_least_float32(weight).dtype)
-    for start in range(0, hidden.size(0), chunk_size):
-        logits = at_least_float32(hidden[start : start + chunk_size] @ weight.t())
-        total += F.cross_entropy(logits, targets[start : start + chunk_size], ignore_index=-1, reduction="sum")
-    return total / (targets != -1).sum().clamp(min=1)
+    compute = matmul_dtype(hidden)
+    with torch.autocast(hidden.device.type, enabled=False):
+        if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+            return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, chunk_size, compute)
+        total = torch.zeros((), device=hidden.device, dtype=torch.promote_types(compute, torch.float32))
+        w = weight.to(compute)
+        for start in range(0, hidden.size(0), chunk_size):
+            logits = at_least_float32(hidden[start : start + chunk_size].to(compute) @ w.t())
+            total += F.cross_entropy(logits, targets[start : start + chunk_size], ignore_index=-1, reduction="sum")
+        return total / (targets != -1).sum().clamp(min=1)

@@ -18,11 +18,12 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
 from checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -31,7 +32,7 @@ from data.dataset import batch_from_offsets, open_dataset
 from data.tokenizer import DataError
 from hardware import autocast, check_device, device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
 from metrics import CHECKPOINT_NAME, MetricsLog, start_metrics, start_wandb
-from model import GPT, GPTConfig
+from model import GPT, SPEED_FIELDS, GPTConfig
 
 EVAL_SEED = 20240601  # fixed, so every run of every arm is evaluated on the same batches
 
@@ -86,6 +87,9 @@ class TrainConfig:
     # speed switches: each computes the same losses as the plain path, within float tolerance
     compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune
     loss_chunk_size: int = 0  # >0: loss in chunks of this many tokens, never materialising full logits
+    fused_gate_up: bool = False  # gated MLPs: W_gate and W_up in one matmul (same parameters)
+    autocast: bool = True  # bfloat16 through torch.autocast; False: bf16 activations cast explicitly, fp32 master weights
+    sdpa_backend: str = "auto"  # attention kernel tried first: auto (PyTorch's order), cudnn, flash, efficient, math
     fused_adamw: bool = True  # fused AdamW kernel where supported (CUDA)
     prefetch: bool = True  # CUDA: copy the next batch from pinned memory while the GPU computes
     peak_tflops: float | None = None  # the device's peak for MFU; None = look it up
@@ -96,6 +100,7 @@ class TrainConfig:
             "dtype": ("auto", "float32", "bfloat16"),
             "wandb_mode": ("", "online", "offline", "disabled"),
             "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+            "sdpa_backend": ("auto", *SDPA_BACKENDS),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -117,8 +122,55 @@ class TrainingError(RuntimeError):
 
 
 def model_fields(cfg):
-    """The TrainConfig values that are GPTConfig fields, vocab_size aside."""
-    return {f.name: getattr(cfg, f.name) for f in fields(GPTConfig) if f.name != "vocab_size"}
+    """The TrainConfig values that are GPTConfig fields (vocab_size and compute_dtype are resolved later)."""
+    return {f.name: getattr(cfg, f.name) for f in fields(GPTConfig) if f.name not in ("vocab_size", "compute_dtype")}
+
+
+# compile modes that capture CUDA graphs: a replay overwrites the previous replay's outputs, so
+# gradients summed over several micro-steps come out wrong (or the step crashes)
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def check_cuda_graphs(cfg, micro_steps):
+    """Refuse CUDA graphs with gradient accumulation (ConfigError)."""
+    if cfg.compile and cfg.compile_mode in CUDA_GRAPH_MODES and micro_steps > 1:
+        raise ConfigError(f"compile_mode={cfg.compile_mode} (CUDA graphs) needs one micro-step per optimizer step per process, "
+                          f"got {micro_steps}; use compile_mode=default or max-autotune-no-cudagraphs, or fewer gradient_accumulation_steps")
+
+
+SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                 "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+
+
+class StepContext:
+    """The context every forward pass runs in: bf16 autocast (unless cast explicitly) and the attention kernel order.
+
+    Re-entered at every micro-step; sdpa_kernel is a one-shot context, so a fresh one is made each time.
+    """
+
+    def __init__(self, cfg, device, dtype):
+        self.autocast = autocast(device, dtype if cfg.autocast else "float32")
+        self.backends = None
+        if cfg.sdpa_backend != "auto":  # the chosen kernel first, the rest after it as fallbacks
+            first = SDPA_BACKENDS[cfg.sdpa_backend]
+            self.backends = [first, *(b for b in SDPA_BACKENDS.values() if b != first)]
+        self.stack = None
+
+    def __enter__(self):
+        self.stack = ExitStack()
+        if self.backends:
+            self.stack.enter_context(sdpa_kernel(self.backends, set_priority=True))
+        self.stack.enter_context(self.autocast)
+        return self
+
+    def __exit__(self, *exc):
+        return self.stack.__exit__(*exc)
+
+
+def speed_fields(cfg, dtype):
+    """The GPTConfig fields that only change speed, as cfg and the resolved dtype ask."""
+    explicit_bf16 = not cfg.autocast and dtype == "bfloat16"
+    return {"loss_chunk_size": cfg.loss_chunk_size, "fused_gate_up": cfg.fused_gate_up, "compute_dtype": "bfloat16" if explicit_bf16 else None}
 
 
 def padded_vocab_size(data_vocab_size):
@@ -193,20 +245,28 @@ def train_step(model, optimizer, batch, fetch, micro_steps, grad_clip, ctx):
     return loss_sum, (x, y)
 
 
-@torch.no_grad()
-def estimate_loss(model, splits, cfg, device, ctx):
-    """Mean loss over the fixed evaluation batches of each split."""
-    model.eval()
-    out = {}
+def eval_batches(splits, cfg, device):
+    """The fixed evaluation batches of each split, built once and kept on the device."""
+    batches = {}
     for name, tokens in splits.items():
         offsets = eval_offsets(cfg.eval_iters * cfg.batch_size, len(tokens), cfg.block_size)
-        total = torch.zeros((), device=device)
-        for k in range(cfg.eval_iters):
-            x, y = batch_from_offsets(tokens, offsets[k * cfg.batch_size : (k + 1) * cfg.batch_size], cfg.block_size)
+        x, y = batch_from_offsets(tokens, offsets, cfg.block_size)
+        batches[name] = list(zip(x.to(device).split(cfg.batch_size), y.to(device).split(cfg.batch_size)))
+    return batches
+
+
+@torch.no_grad()
+def estimate_loss(model, batches, ctx):
+    """Mean loss over each split's evaluation batches (from eval_batches)."""
+    model.eval()
+    out = {}
+    for name, split_batches in batches.items():
+        total = torch.zeros((), device=split_batches[0][0].device)
+        for x, y in split_batches:
             with ctx:
-                _, loss = model(x.to(device), y.to(device))
+                _, loss = model(x, y)
             total += loss.float()
-        out[name] = (total / cfg.eval_iters).item()
+        out[name] = (total / len(split_batches)).item()
     model.train()
     return out
 
@@ -251,19 +311,21 @@ def load_data(cfg):
     return data
 
 
-def build_model(cfg, data, checkpoint):
+def build_model(cfg, data, checkpoint, dtype):
     """A fresh GPT for cfg, or the checkpoint's (after checking that cfg describes the same model)."""
+    speed = speed_fields(cfg, dtype)
     if checkpoint is None:
-        model_config = GPTConfig(**model_fields(cfg), vocab_size=cfg.vocab_size or padded_vocab_size(data.vocab_size))
+        model_config = GPTConfig(**{**model_fields(cfg), **speed}, vocab_size=cfg.vocab_size or padded_vocab_size(data.vocab_size))
         torch.manual_seed(cfg.seed)  # the model's init depends on the seed; the data order never on this RNG
         model = GPT(model_config)
     else:
         saved = checkpoint["model_args"]
         for key, value in model_fields(cfg).items():
-            if key != "loss_chunk_size" and saved.get(key) != value:
+            if key not in SPEED_FIELDS and saved.get(key) != value:
                 raise ConfigError(f"init_from=resume: the checkpoint in {cfg.out_dir} has {key}={saved.get(key)!r}, the config says {value!r}")
         model = model_from_checkpoint(checkpoint)
-        model.config.loss_chunk_size = cfg.loss_chunk_size
+        for key, value in speed.items():  # speed switches may change across a resume
+            setattr(model.config, key, value)
     if data.vocab_size > model.config.vocab_size:
         raise DataError(f"the data's vocabulary ({data.vocab_size} tokens) is larger than the model's vocab_size ({model.config.vocab_size})")
     return model
@@ -321,6 +383,8 @@ def train(cfg):
 
 def _train(cfg, rank, world_size, device):
     master = rank == 0
+    micro_steps = cfg.gradient_accumulation_steps // world_size
+    check_cuda_graphs(cfg, micro_steps)
     data = load_data(cfg)
     os.makedirs(cfg.out_dir, exist_ok=True)
     checkpoint = None
@@ -332,8 +396,8 @@ def _train(cfg, rank, world_size, device):
 
     dtype = resolve_dtype(cfg.dtype, device)
     enable_tf32(device)
-    ctx = autocast(device, dtype)
-    raw_model = build_model(cfg, data, checkpoint).to(device)
+    ctx = StepContext(cfg, device, dtype)
+    raw_model = build_model(cfg, data, checkpoint, dtype).to(device)
     optimizer = make_optimizer(raw_model, cfg, device)
     if checkpoint is not None:
         restore_optimizer(optimizer, checkpoint, cfg)
@@ -344,7 +408,6 @@ def _train(cfg, rank, world_size, device):
     if world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device_type(device) == "cuda" else None)
 
-    micro_steps = cfg.gradient_accumulation_steps // world_size
     tokens_per_iter = cfg.batch_size * cfg.gradient_accumulation_steps * cfg.block_size
     report = raw_model.param_report()
     flops_per_iter = report["flops_per_token"] * tokens_per_iter
@@ -385,6 +448,7 @@ def _train(cfg, rank, world_size, device):
             "rng": rngs,  # one state per process: each has its own dropout stream
         })
 
+    fixed_eval_batches = eval_batches({"train": data.train, "val": data.val}, cfg, device)
     start_time = time.time()
 
     def elapsed():
@@ -407,7 +471,7 @@ def _train(cfg, rank, world_size, device):
     def evaluate(it):
         nonlocal last_val
         t0 = time.time()
-        losses = estimate_loss(model, {"train": data.train, "val": data.val}, cfg, device, ctx)
+        losses = estimate_loss(model, fixed_eval_batches, ctx)
         last_val = losses["val"]
         improved = last_val < state["best_val_loss"]
         state["best_val_loss"] = min(state["best_val_loss"], last_val)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Before the GPU calls, on this machine: copy nanoGPT's code and prepare the character data into
+# ignored folders that the calls carry. Then, with the device tool:
+#   run(command="bash scripts/gpu_call_a.sh", carry=[".anchors"])
+#   run(command="bash scripts/gpu_call_b.sh", carry=[".anchors", "data/shakespeare_char"])
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+shared=${SHARED:-../shared}
+rm -rf .anchors/nanogpt
+mkdir -p .anchors
+cp -r "$shared/anchors/nanogpt" .anchors/nanogpt
+echo "$(git rev-parse --short HEAD)$(git status --porcelain --untracked-files=no | grep -q . && echo ' with uncommitted changes')" > .anchors/COMMIT
+[ -f data/shakespeare_char/meta.json ] ||
+  $PY data/prepare.py --input "$shared/corpora/shakespeare" --tokenizer char --out-dir data/shakespeare_char
+# nanoGPT reads the vocabulary size from meta.pkl next to the same train.bin and val.bin
+$PY -c "import json, pickle; m = json.load(open('data/shakespeare_char/meta.json')); pickle.dump({'vocab_size': m['vocab_size']}, open('data/shakespeare_char/meta.pkl', 'wb'))"
+du -sh .anchors data/shakespeare_char
