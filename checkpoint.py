@@ -1,16 +1,29 @@
-"""Checkpoints: written atomically, readable whether or not the model that wrote them was compiled."""
+"""Checkpoints: written atomically, loaded as plain data only, readable whether or not the model was compiled.
 
+A checkpoint is loaded with torch.load(weights_only=True): tensors, numbers, strings, None and
+lists, tuples and dicts of them, which is all train.py writes. Anything else in the pickle (an
+object whose unpickling would call a function) is refused, so a crafted ckpt.pt cannot run code.
+"""
+
+import contextlib
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
 
 from metrics import CHECKPOINT_NAME
-from model import GPT, GPTConfig
+from model import GPT, SPEED_FIELDS, GPTConfig
+
+# What sample.py needs to rebuild the model and its tokenizer; resuming a run needs the rest too.
+MODEL_KEYS = ("model", "model_args", "data_meta")
+RESUME_KEYS = (*MODEL_KEYS, "optimizer", "config", "iter", "best_val_loss", "val_loss", "elapsed", "wandb_run_id", "rng")
+FOREIGN = "use a checkpoint written by this project's train.py"  # what to do about a file we refuse
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing or unreadable; the message is one line for the user."""
+    """A checkpoint that is missing, unreadable, unsafe or unwritable; the message is one line for the user."""
 
 
 def clean_state_dict(state_dict):
@@ -24,37 +37,105 @@ def clean_state_dict(state_dict):
     return cleaned
 
 
-def save_checkpoint(out_dir, state):
-    """Write `state` to out_dir/ckpt.pt through a temporary file and a rename.
+def temp_path(out_dir):
+    """Where save_checkpoint writes before the rename: out_dir/ckpt.pt.tmp."""
+    return Path(out_dir) / (CHECKPOINT_NAME + ".tmp")
 
-    A crash or a kill during the write leaves the previous checkpoint as it was.
+
+def _remove_file(path):
+    """Delete path if it is a file or a link (never a folder, which we did not make); True if it was there."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+        return True
+    return False
+
+
+def remove_stale_temp(out_dir):
+    """Delete the ckpt.pt.tmp that a run killed during a save leaves behind; True if there was one.
+
+    Call it when a run starts, before its first save. load_checkpoint does not: sample.py may
+    read a run's checkpoint while train.py is writing the next one, and that tmp is not stale.
+    """
+    tmp = temp_path(out_dir)
+    try:
+        return _remove_file(tmp)
+    except OSError as e:
+        raise CheckpointError(f"cannot remove the leftover {tmp} ({e.strerror}); delete it by hand") from None
+
+
+def save_checkpoint(out_dir, state):
+    """Write `state` to out_dir/ckpt.pt through a temporary file, fsync and a rename.
+
+    A crash, a kill or a failed write (disk full, read-only folder) leaves the previous
+    checkpoint as it was; a failed write raises CheckpointError saying so.
     """
     path = Path(out_dir) / CHECKPOINT_NAME
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temp_path(out_dir)
     try:
         with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports some write failures as RuntimeError
+        kept = "the previous checkpoint there is intact" if path.is_file() else "no checkpoint was saved"
+        raise CheckpointError(f"could not write checkpoint to {path} ({_reason(e)}); {kept}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # cleaning up must not hide the error that got us here
+            _remove_file(tmp)
     return path
 
 
-def load_checkpoint(out_dir, map_location="cpu"):
-    """The state dict saved by save_checkpoint in out_dir."""
+def _reason(error):
+    """A short reason for a failed read or write: the OS's words, or the first line of torch's message."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:100]
+
+
+def load_checkpoint(out_dir, map_location="cpu", required=RESUME_KEYS):
+    """The dict saved by save_checkpoint in out_dir, checked to hold the `required` keys.
+
+    Raises CheckpointError when the file is missing, unreadable, not a PyTorch checkpoint, holds
+    anything but plain data (refused before any of it can run), or lacks a required key.
+    """
     path = Path(out_dir) / CHECKPOINT_NAME
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
+    checkpoint = _read_plain_data(path, map_location)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a dict; {FOREIGN}")
+    missing = [key for key in required if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}; {FOREIGN}")
+    return checkpoint
+
+
+def _read_plain_data(path, map_location):
+    """torch.load(weights_only=True), with each way it can fail turned into one short line."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+        f = open(path, "rb")  # opened apart: torch itself raises OSError for some truncated files
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path} ({_reason(e)})") from None
+    try:
+        with f:
+            return torch.load(f, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, EOFError, KeyError, UnpicklingError, ... for damaged files
+        # the weights-only unpickler names the first object it refused as "GLOBAL module.name";
+        # without such a name the pickle itself is broken (random bytes, a plain pickle.dump file)
+        unsafe = re.search(r"GLOBAL (\S+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
+        if unsafe:
+            raise CheckpointError(f"checkpoint {path} holds objects that are not plain data ({unsafe[1]}) and will not be loaded; {FOREIGN}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint or truncated ({type(e).__name__})") from None
 
 
 def model_from_checkpoint(checkpoint):
-    """A GPT built from a checkpoint's model_args with its weights loaded."""
-    model = GPT(GPTConfig(**checkpoint["model_args"]))
+    """A GPT built from a checkpoint's model_args with its weights loaded.
+
+    The speed-only settings the run trained with are left at their defaults: they suit the
+    machine that trained it, and the caller (a resume) sets its own.
+    """
+    args = {key: value for key, value in checkpoint["model_args"].items() if key not in SPEED_FIELDS}
+    model = GPT(GPTConfig(**args))
     model.load_state_dict(clean_state_dict(checkpoint["model"]))
     return model

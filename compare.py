@@ -30,16 +30,29 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+try:  # a Ctrl-C while numpy imports ends the script as quietly as one in main()
+    import numpy as np
 
-from configurator import OneLineArgumentParser
-from metrics import CHECKPOINT_NAME, METRICS_NAME, read_metrics, resolve_wandb_mode
+    from configurator import OneLineArgumentParser
+    from metrics import CHECKPOINT_NAME, METRICS_NAME, finished_part, read_metrics, resolve_wandb_mode
+except KeyboardInterrupt:
+    if __name__ != "__main__":
+        raise
+    print("compare.py: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 TRAIN_PY = Path(__file__).resolve().parent / "train.py"
 # train.py keys that compare.py sets itself for every run; users pass them through its own flags.
 RESERVED_OVERRIDES = {"seed", "out_dir", "init_from", "wandb_group", "wandb_run_name"}
 # What must be equal for losses to be comparable across runs.
 DATA_FIELDS = ("tokenizer", "vocab_size", "train_tokens", "val_tokens", "source")
+# The numeric fields this script reads from each kind of metrics.jsonl record (train.py writes more).
+NEEDED_FIELDS = {
+    "config": ("config.seed", "config.max_iters", "tokens_per_iter"),
+    "train": ("iter", "tokens", "time", "loss", "tokens_per_s"),
+    "eval": ("iter", "tokens", "time", "val_loss"),
+    "end": ("iter", "time", "best_val_loss", "final_val_loss"),
+}
 
 
 class CompareError(Exception):
@@ -145,7 +158,7 @@ def paired_t_test(differences, confidence=0.95):
 class Run:
     """One training run as recorded in its metrics.jsonl."""
     dir: Path
-    record: dict        # the "config" line: config, model, data, tokens_per_iter, world_size
+    record: dict        # the last "config" line: config, model, data, tokens_per_iter, world_size
     train: list         # "train" lines
     evals: list         # "eval" lines
     end: dict | None    # the "end" line, if training finished
@@ -170,18 +183,53 @@ class Run:
 
 
 def load_run(run_dir):
-    """Parse run_dir/metrics.jsonl (a line cut short by a crash ends it)."""
+    """Parse run_dir/metrics.jsonl (a line cut short by a crash ends it), checking every record we read."""
     run_dir = Path(run_dir)
-    if not (run_dir / METRICS_NAME).is_file():
+    path = run_dir / METRICS_NAME
+    if not path.is_file():
         raise CompareError(f"no {METRICS_NAME} in {run_dir}")
-    events = read_metrics(run_dir)
-    if not events or events[0].get("event") != "config":
-        raise CompareError(f"{run_dir / METRICS_NAME} does not start with a config record")
-    by_kind = {"train": [], "eval": [], "end": []}
-    for event in events[1:]:
+    try:
+        events = read_metrics(run_dir)
+    except (OSError, UnicodeDecodeError) as error:
+        raise CompareError(f"cannot read {path} ({type(error).__name__}): is it a metrics file written by train.py?") from None
+    if not events or not isinstance(events[0], dict) or events[0].get("event") != "config":
+        raise CompareError(f"{path} does not start with a config record")
+    for number, event in enumerate(events, start=1):
+        problem = record_problem(event)
+        if problem:
+            raise CompareError(f"{path} line {number}: {problem}; leave this run out or train it again")
+    # a finished run stays finished whatever a later, unfinished resume left after its end line
+    by_kind = {"config": [], "train": [], "eval": [], "end": []}
+    for event in finished_part(events):
         by_kind.setdefault(event.get("event"), []).append(event)
     end = by_kind["end"][-1] if by_kind["end"] else None
-    return Run(run_dir, events[0], by_kind["train"], by_kind["eval"], end)
+    if end is not None and not by_kind["eval"]:  # train.py evaluates before it ends: the curves need it
+        raise CompareError(f"{path} has an end record but no eval records; leave this run out or train it again")
+    return Run(run_dir, by_kind["config"][-1], by_kind["train"], by_kind["eval"], end)
+
+
+def record_problem(record):
+    """None if compare.py can use this metrics record, else what is wrong with it."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    kind = record.get("event")
+    lacking = [name for name in NEEDED_FIELDS.get(kind, ()) if not is_number(nested_get(record, name))]
+    if lacking:
+        return f"the {kind} record has no numeric {', '.join(lacking)}"
+    if kind == "config" and not all(isinstance(record.get(key, {}), dict) for key in ("data", "model")):
+        return "the config record's data or model is not an object"
+    return None
+
+
+def nested_get(record, dotted):
+    """record["a"]["b"] for "a.b", or None where a level is missing or not an object."""
+    for key in dotted.split("."):
+        record = record.get(key) if isinstance(record, dict) else None
+    return record
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def find_run_dirs(paths):
@@ -473,7 +521,10 @@ def report(runs, out_dir, baseline, allow_mismatch=False, use_wandb=False):
     summary["mismatch"] = mismatch
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CompareError(f"cannot create the report folder {out_dir} ({error.strerror})") from None
     arm_runs = {}
     for run in complete:
         arm_runs.setdefault(run.arm, []).append(run)
@@ -488,6 +539,13 @@ def report(runs, out_dir, baseline, allow_mismatch=False, use_wandb=False):
     if use_wandb:
         log_to_wandb(summary, figure_path, complete)
     return summary
+
+
+def check_out_dir(out_dir):
+    """Raise CompareError if out_dir, or the nearest part of it that exists, is a file, not a folder."""
+    existing = next(path for path in (out_dir, *out_dir.parents) if path.exists())
+    if not existing.is_dir():
+        raise CompareError(f"the report folder {out_dir} cannot be made: {existing} is a file; choose another --out")
 
 
 # -----------------------------------------------------------------------------
@@ -610,44 +668,50 @@ def split_overrides(argv, parser):
 
 
 def main(argv=None):
-    parser = build_parser()
-    overrides, own = split_overrides(sys.argv[1:] if argv is None else argv, parser)
-    args = parser.parse_args(own)
     try:
-        reserved = sorted({o[2:].split("=", 1)[0] for o in overrides} & RESERVED_OVERRIDES)
-        if reserved:
-            raise CompareError(f"--{reserved[0]} is set by compare.py for each run "
-                               "(use --seeds, --runs-dir, --group instead)")
-        paths = [Path(p) for p in args.paths]
-        launch = all(p.suffix == ".py" for p in paths)
-        if launch:
-            missing = [str(p) for p in paths if not p.is_file()]
-            if missing:
-                raise CompareError(f"config file not found: {missing[0]}")
-            plan = plan_runs(paths, args.seeds, args.runs_dir)
-            stems = [p.stem for p in paths]
-            if len(set(stems)) != len(stems):
-                raise CompareError(f"two config files share a name ({stems}): their runs would share folders")
-            group = args.group or "compare-" + "-".join(p.stem for p in paths)
-            status = launch_runs(plan, overrides, group)
-            if status != 0:
-                return status
-            run_dirs = [run.out_dir for run in plan]
-        else:
-            if any(p.suffix == ".py" for p in paths):
-                raise CompareError("give either config files (to launch) or run folders (to report), not both")
-            if overrides:
-                raise CompareError(f"{overrides[0]} only applies when launching runs from config files")
-            run_dirs = find_run_dirs(paths)
-        runs = [load_run(d) for d in run_dirs]
-        report(runs, args.out or Path(args.runs_dir) / "report", args.baseline,
-               args.allow_mismatch, args.wandb)
+        return run_command(sys.argv[1:] if argv is None else argv)
     except CompareError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("compare.py: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def run_command(argv):
+    """Launch (config files) or report (run folders) as argv says; returns the exit status."""
+    parser = build_parser()
+    overrides, own = split_overrides(argv, parser)
+    args = parser.parse_args(own)
+    out_dir = Path(args.out) if args.out else Path(args.runs_dir) / "report"
+    check_out_dir(out_dir)  # now, not after hours of training
+    reserved = sorted({o[2:].split("=", 1)[0] for o in overrides} & RESERVED_OVERRIDES)
+    if reserved:
+        raise CompareError(f"--{reserved[0]} is set by compare.py for each run "
+                           "(use --seeds, --runs-dir, --group instead)")
+    paths = [Path(p) for p in args.paths]
+    launch = all(p.suffix == ".py" for p in paths)
+    if launch:
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise CompareError(f"config file not found: {missing[0]}")
+        plan = plan_runs(paths, args.seeds, args.runs_dir)
+        stems = [p.stem for p in paths]
+        if len(set(stems)) != len(stems):
+            raise CompareError(f"two config files share a name ({stems}): their runs would share folders")
+        group = args.group or "compare-" + "-".join(p.stem for p in paths)
+        status = launch_runs(plan, overrides, group)
+        if status != 0:
+            return status
+        run_dirs = [run.out_dir for run in plan]
+    else:
+        if any(p.suffix == ".py" for p in paths):
+            raise CompareError("give either config files (to launch) or run folders (to report), not both")
+        if overrides:
+            raise CompareError(f"{overrides[0]} only applies when launching runs from config files")
+        run_dirs = find_run_dirs(paths)
+    runs = [load_run(d) for d in run_dirs]
+    report(runs, out_dir, args.baseline, args.allow_mismatch, args.wandb)
     return 0
 
 

@@ -5,7 +5,7 @@ Typed configuration from config files and --key=value, the nanoGPT habit without
 
 Precedence: the dataclass defaults < config files (left to right) < command line. A config file is
 a Python file of plain assignments; it runs in its own namespace (runpy), and every name it binds
-must be a field. Command-line values are read with ast.literal_eval (a bare word is a string) and
+must be a field. Being Python, it can do anything a script can: `-h` says so. Command-line values are read with ast.literal_eval (a bare word is a string) and
 converted to the field's type. Mistakes raise ConfigError with one line that names the key and
 the closest valid keys; `-h` lists every key with its default and comment.
 """
@@ -61,6 +61,7 @@ def help_text(cls, prog, description=""):
     lines = [f"usage: {prog} [CONFIG_FILE.py ...] [--key=value ...]", ""]
     if description:
         lines += [description, ""]
+    lines.append("Config files are Python run in their own namespace (like nanoGPT's): run only ones you trust as code.")
     lines.append("keys (default) — config files set them as `key = value`, the command line as --key=value:")
     for f in dataclasses.fields(cls):
         type_name = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")

@@ -5,6 +5,8 @@ import re
 
 import torch
 
+from configurator import ConfigError
+
 # Dense bf16 tensor-core peak in FLOP/s (no sparsity), matched against torch.cuda.get_device_name().
 # Order matters: the first substring that matches wins (e.g. "H100 PCIe" before "H100").
 PEAK_BF16_FLOPS = [
@@ -36,14 +38,42 @@ def enable_tf32(device):
 
 
 def resolve_device(name="auto"):
-    """'auto' -> cuda, then mps, then cpu; any other name is returned as given."""
+    """'auto' -> cuda, then mps, then cpu; any other name is returned as given, once it is known to exist.
+
+    Raises ConfigError (a ValueError) with one line when the device asked for is not on this machine.
+    """
     if name != "auto":
+        check_device_available(name)
         return name
     if torch.cuda.is_available():
         return "cuda"
     if torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def check_device_available(device):
+    """Raise ConfigError unless `device` (cpu, mps, cuda or cuda:N) exists on this machine."""
+    problem = _missing_device(device)
+    if problem:
+        raise ConfigError(f"device {device!r} was asked for but {problem}; use --device=cpu or --device=auto")
+
+
+def _missing_device(device):
+    """Why `device` cannot be used here, or None when it can."""
+    kind, _, index = device.partition(":")
+    build = f"torch {torch.__version__}"
+    if kind == "cuda":
+        if torch.version.cuda is None and torch.version.hip is None:
+            return f"{build} is built without CUDA"
+        count = torch.cuda.device_count()
+        if count == 0:
+            return "CUDA finds no GPU on this machine"
+        if index and int(index) >= count:
+            return f"CUDA finds only {count} GPU(s), numbered from 0"
+    elif kind == "mps" and not torch.backends.mps.is_available():
+        return f"{build} is built without MPS" if not torch.backends.mps.is_built() else "MPS is not available on this machine"
+    return None
 
 
 def device_type(device):

@@ -2,12 +2,14 @@
 Run metrics: out_dir/metrics.jsonl always, Weights & Biases when asked.
 
 metrics.jsonl holds one JSON object per line, each with an "event":
-  config  first line: the run's config, parameter counts, the data's meta, tokens per iteration
+  config  first line, and again at each resume (with resumed_at): the run's config, parameter
+          counts, the data's meta, tokens per iteration
   train   every log_interval: iter, tokens, flops, time, loss, lr, tokens_per_s, mfu
   eval    every eval_interval and at the end: iter, tokens, flops, time, train_loss, val_loss, val_ppl
   end     when training finished: iter, tokens, time, best_val_loss, final_val_loss
-A resumed run rewrites the config line, drops the lines past its checkpoint and appends, so the
-file reads as one run.
+A resumed run appends a config line marked "resumed_at" (the checkpoint's iteration) after the
+records up to its checkpoint; records past the checkpoint are dropped, because the resume repeats
+that training exactly. Nothing else is ever removed: finished_part() gives what a reader should use.
 """
 
 import json
@@ -48,18 +50,40 @@ def read_metrics(out_dir):
 
 
 def start_metrics(out_dir, config_record, resumed_at=None):
-    """Begin metrics.jsonl with this run's config line.
+    """Begin metrics.jsonl with this run's config line, or continue it when resuming.
 
-    A resumed run keeps the records of its earlier part up to its checkpoint's iteration
-    `resumed_at`, and drops the ones past it: they belong to training that the resume repeats.
+    A resumed run keeps every record up to its checkpoint's iteration `resumed_at`, earlier config
+    and end lines included, and appends its own config line marked with `resumed_at`. Only the
+    records past `resumed_at` go (with the config line of an earlier try from the same
+    checkpoint): they describe training the checkpoint does not hold, which the resume repeats.
     """
     path = Path(out_dir) / METRICS_NAME
     kept = []
-    if resumed_at is not None and path.exists():
-        kept = [r for r in read_metrics(out_dir) if r["event"] in ("train", "eval") and r["iter"] <= resumed_at]
+    if resumed_at is not None:
+        config_record = {**config_record, "resumed_at": resumed_at}
+        if path.exists():
+            kept = [r for r in read_metrics(out_dir) if record_precedes(r, resumed_at)]
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in [config_record, *kept]))
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in [*kept, config_record]))
     os.replace(tmp, path)
+
+
+def record_precedes(record, resumed_at):
+    """True for a record written before the checkpoint at iteration resumed_at was."""
+    if record.get("event") == "config":
+        return record.get("resumed_at", -1) < resumed_at
+    return record.get("iter", resumed_at + 1) <= resumed_at
+
+
+def finished_part(records):
+    """The records that describe a run as far as it finished.
+
+    Everything up to the last end record when there is one: what follows it is a resume that has
+    not finished (interrupted, or stopped by a non-finite loss), and it must not make a finished
+    run look unfinished. Without an end record, all of them.
+    """
+    ends = [i for i, r in enumerate(records) if r.get("event") == "end"]
+    return records[: ends[-1] + 1] if ends else records
 
 
 def wandb_logged_in():

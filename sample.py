@@ -3,24 +3,33 @@ Sample text from a trained model (KV-cached generation, the tokenizer the data w
 
     python sample.py --out_dir=out/swiglu --start="ROMEO:" --num_samples=3 --max_new_tokens=200
     python sample.py --out_dir=out/swiglu --start=FILE:prompt.txt --top_p=0.9 --seed=7
+
+FILE:path reads any file the user running the script can read (it must be UTF-8 text); the
+checkpoint is loaded as plain data only, so a ckpt.pt from elsewhere cannot run code.
 """
 
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as quietly as one in main()
+    import torch
 
-from checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from configurator import ConfigError, HelpRequested, load_config
-from data.tokenizer import DataError, tokenizer_from_meta
-from hardware import autocast, check_device, resolve_device, resolve_dtype
+    from checkpoint import MODEL_KEYS, CheckpointError, load_checkpoint, model_from_checkpoint
+    from configurator import ConfigError, HelpRequested, load_config
+    from data.tokenizer import DataError, tokenizer_from_meta
+    from hardware import autocast, check_device, resolve_device, resolve_dtype
+except KeyboardInterrupt:
+    if __name__ != "__main__":
+        raise
+    print("sample.py: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 @dataclass
 class SampleConfig:
     out_dir: str = "out"  # the training run whose ckpt.pt to load
-    start: str = "\n"  # the prompt, or FILE:path to read it from a file
+    start: str = "\n"  # the prompt, or FILE:path to read it from a UTF-8 file (any file this user can read)
     num_samples: int = 3
     max_new_tokens: int = 200
     temperature: float = 0.8  # 0 = greedy
@@ -51,16 +60,22 @@ def read_prompt(start):
     path = Path(start[len("FILE:") :])
     if not path.is_file():
         raise ConfigError(f"prompt file not found: {path}")
-    return path.read_text(encoding="utf-8")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"prompt file {path} is not UTF-8 text; give a text file or the prompt itself") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read prompt file {path} ({e.strerror})") from None
 
 
 def generate_samples(cfg):
     """The generated texts (prompt included), reproducible for a given seed."""
-    checkpoint = load_checkpoint(cfg.out_dir)
+    device = resolve_device(cfg.device)  # the device and the prompt before the slow load: mistakes show at once
+    text = read_prompt(cfg.start)
+    checkpoint = load_checkpoint(cfg.out_dir, required=MODEL_KEYS)
     tokenizer = tokenizer_from_meta(checkpoint["data_meta"])
-    device = resolve_device(cfg.device)
     model = model_from_checkpoint(checkpoint).to(device).eval()
-    prompt = tokenizer.encode(read_prompt(cfg.start)) or [tokenizer.eot_id]
+    prompt = tokenizer.encode(text) or [tokenizer.eot_id]
     idx = torch.tensor([prompt] * cfg.num_samples, dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     with autocast(device, resolve_dtype(cfg.dtype, device)):
@@ -79,6 +94,9 @@ def main(argv=None):
     except (ConfigError, CheckpointError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("sample.py: interrupted", file=sys.stderr)
+        return 130
     for text in samples:
         print(text)
         print("---------------")

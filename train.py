@@ -21,18 +21,24 @@ import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields
 
-import numpy as np
-import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from tqdm import tqdm
+try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as quietly as one in main()
+    import numpy as np
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from tqdm import tqdm
 
-from checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from configurator import ConfigError, HelpRequested, load_config
-from data.dataset import batch_from_offsets, open_dataset
-from data.tokenizer import DataError
-from hardware import autocast, check_device, device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
-from metrics import CHECKPOINT_NAME, MetricsLog, start_metrics, start_wandb
-from model import GPT, SPEED_FIELDS, GPTConfig
+    from checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, remove_stale_temp, save_checkpoint
+    from configurator import ConfigError, HelpRequested, load_config
+    from data.dataset import batch_from_offsets, open_dataset
+    from data.tokenizer import DataError
+    from hardware import autocast, check_device, device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
+    from metrics import CHECKPOINT_NAME, MetricsLog, start_metrics, start_wandb
+    from model import GPT, SPEED_FIELDS, GPTConfig
+except KeyboardInterrupt:
+    if __name__ != "__main__":
+        raise
+    print("train.py: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 EVAL_SEED = 20240601  # fixed, so every run of every arm is evaluated on the same batches
 
@@ -336,14 +342,22 @@ def build_model(cfg, data, checkpoint, dtype):
 RUN_DEFINING_KEYS = ("seed", "batch_size", "block_size", "gradient_accumulation_steps")
 
 
+def same_dataset_fields(meta):
+    """A data folder's meta.json without what prepare.py may add without changing the tokens."""
+    return {key: value for key, value in meta.items() if key != "max_token_id"}
+
+
 def initial_state(cfg, checkpoint, data):
     """The loop's counters: fresh, or where the checkpoint left off (after checking it is the same run)."""
     if checkpoint is None:
         return {"iter": 0, "best_val_loss": float("inf"), "val_loss": None, "elapsed": 0.0, "wandb_run_id": None}
+    if cfg.max_iters < checkpoint["iter"]:  # the run would end before its own checkpoint
+        raise ConfigError(f"init_from=resume: the checkpoint in {cfg.out_dir} is at iteration {checkpoint['iter']}, "
+                          f"past max_iters={cfg.max_iters}; give max_iters >= {checkpoint['iter']} to finish or extend the run")
     for key in RUN_DEFINING_KEYS:
         if checkpoint["config"][key] != getattr(cfg, key):
             raise ConfigError(f"init_from=resume: the checkpoint was trained with {key}={checkpoint['config'][key]!r}, the config says {getattr(cfg, key)!r}")
-    if checkpoint["data_meta"] != data.meta:
+    if same_dataset_fields(checkpoint["data_meta"]) != same_dataset_fields(data.meta):
         raise ConfigError(f"init_from=resume: {cfg.data_dir} is not the dataset the checkpoint in {cfg.out_dir} was trained on")
     return {k: checkpoint[k] for k in ("iter", "best_val_loss", "val_loss", "elapsed", "wandb_run_id")}
 
@@ -386,7 +400,12 @@ def _train(cfg, rank, world_size, device):
     micro_steps = cfg.gradient_accumulation_steps // world_size
     check_cuda_graphs(cfg, micro_steps)
     data = load_data(cfg)
-    os.makedirs(cfg.out_dir, exist_ok=True)
+    try:
+        os.makedirs(cfg.out_dir, exist_ok=True)
+    except OSError as e:  # a file of that name, or no permission
+        raise ConfigError(f"out_dir {cfg.out_dir} cannot be used as a folder: {e.strerror}") from None
+    if master:
+        remove_stale_temp(cfg.out_dir)  # left by a kill during a save; ckpt.pt itself is whole
     checkpoint = None
     if cfg.init_from == "resume":
         checkpoint = load_checkpoint(cfg.out_dir, map_location=device)
@@ -536,7 +555,7 @@ def _train(cfg, rank, world_size, device):
     bar.close()
 
     summary = {"iter": it, "tokens": it * tokens_per_iter, "time": elapsed(), "best_val_loss": state["best_val_loss"],
-               "final_val_loss": last_val, "interrupted": it < cfg.max_iters, "out_dir": cfg.out_dir, **report}
+               "final_val_loss": last_val, "interrupted": it < cfg.max_iters, "signal": stop["signal"], "out_dir": cfg.out_dir, **report}
     if master:
         if it == cfg.max_iters:
             log.write({"event": "end", "iter": it, "tokens": it * tokens_per_iter, "time": summary["time"],
@@ -557,10 +576,13 @@ def main(argv=None):
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except TrainingError as e:
+    except (TrainingError, OSError) as e:  # OSError: a write failed (disk full, permissions) outside the checkpoint
         print(f"error: {e}", file=sys.stderr)
         return 1
-    return 130 if summary["interrupted"] else 0
+    except KeyboardInterrupt:  # before the training loop handles signals itself
+        print("train.py: interrupted while starting; nothing in out_dir was changed", file=sys.stderr)
+        return 130
+    return 128 + summary["signal"] if summary["interrupted"] else 0  # shell convention: 130 SIGINT, 143 SIGTERM
 
 
 if __name__ == "__main__":

@@ -12,7 +12,13 @@ import torch
 from data.tokenizer import DataError, Tokenizer, tokenizer_from_meta
 
 DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
-REQUIRED_META = ("tokenizer", "vocab_size", "eot_id", "dtype", "train_tokens", "val_tokens")
+# The meta.json keys this reader uses and the JSON type of each; int means a non-negative integer.
+REQUIRED_META = {"tokenizer": str, "vocab_size": int, "eot_id": int, "dtype": str,
+                 "train_tokens": int, "val_tokens": int}
+# max_token_id (the largest id in train.bin and val.bin) is absent from folders written before
+# prepare recorded it; vocab is there for the char tokenizer only.
+OPTIONAL_META = {"max_token_id": int, "vocab": str}
+TYPE_NAMES = {int: "a non-negative integer", str: "a string"}
 ID_CHECK_CHUNK = 1 << 24  # tokens scanned at a time when checking ids (64 MB of uint32)
 
 
@@ -37,9 +43,13 @@ class TokenDataset:
 def open_dataset(data_dir: str | Path, *, check_ids: bool = True) -> TokenDataset:
     """Open and validate a prepared folder; raise DataError saying what is wrong.
 
-    Checks that meta.json is complete, that each bin file holds exactly the
-    recorded number of tokens of the recorded dtype and, unless check_ids is
-    False, that every id is below the vocab size (scanned in bounded chunks).
+    Checks that meta.json is complete and well typed, that each bin file holds
+    exactly the recorded number of tokens of the recorded dtype, and that every id
+    is below the vocab size. The last check reads no token when meta.json records
+    max_token_id (as data/prepare.py does): that number is compared with the vocab
+    size, whatever check_ids says, so opening costs the same for any corpus size.
+    Only a folder written before max_token_id existed has its ids scanned (in
+    bounded chunks, every token once); check_ids=False skips that scan.
     """
     data_dir = Path(data_dir)
     hint = "prepare it with: python data/prepare.py --help"
@@ -51,7 +61,11 @@ def open_dataset(data_dir: str | Path, *, check_ids: bool = True) -> TokenDatase
         raise DataError(f"{data_dir}/meta.json: vocab size {meta['vocab_size']} does not fit dtype {dtype.name}")
     splits = {split: _open_split(data_dir / f"{split}.bin", dtype, meta[f"{split}_tokens"], hint)
               for split in ("train", "val")}
-    if check_ids:
+    if "max_token_id" in meta:
+        if meta["max_token_id"] >= meta["vocab_size"]:
+            raise DataError(f"{data_dir}/meta.json: max_token_id {meta['max_token_id']} is not below "
+                            f"vocab_size {meta['vocab_size']}")
+    elif check_ids:
         for split, tokens in splits.items():
             _check_ids(tokens, meta["vocab_size"], data_dir / f"{split}.bin")
     return TokenDataset(data_dir, meta, splits["train"], splits["val"])
@@ -69,9 +83,20 @@ def _read_meta(path: Path, hint: str) -> dict:
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
         raise DataError(f"{path} lacks {', '.join(missing)} ({hint})")
+    for key, expected in {**REQUIRED_META, **OPTIONAL_META}.items():
+        if key in meta and not _is_a(meta[key], expected):
+            shown = json.dumps(meta[key])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise DataError(f"{path}: {key} must be {TYPE_NAMES[expected]}, not {shown}")
     if meta["dtype"] not in DTYPES:
         raise DataError(f"{path}: unsupported dtype {meta['dtype']!r} (expected uint16 or uint32)")
     return meta
+
+
+def _is_a(value, expected: type) -> bool:
+    if isinstance(value, bool):  # JSON true/false is a Python int, but never a count or an id
+        return False
+    return isinstance(value, expected) and not (expected is int and value < 0)
 
 
 def _open_split(path: Path, dtype: np.dtype, expected_tokens: int, hint: str) -> np.memmap:

@@ -9,30 +9,49 @@ the end-of-text id, giving one token stream. The validation split is the last
 ceil(val_fraction * total) tokens of that stream (a contiguous tail, so it works for
 a single document too and is the same for the same input); train.bin holds the rest.
 Token ids are stored flat as uint16 when the vocabulary fits, else uint32. meta.json
-records the tokenizer, vocab size, dtype, end-of-text id, token counts, document
-count and source description (and, for `char`, the vocabulary).
+records the tokenizer, vocab size, dtype, end-of-text id, token counts, the largest
+token id in either file (max_token_id: data/dataset.py checks it against the vocab
+size instead of reading every token), document count and source description (and,
+for `char`, the vocabulary).
 
 Safety. Files are written as *.tmp and renamed only when complete; meta.json,
 written last, is what marks a folder as a finished dataset. An out-dir holding a
 dataset from another source or tokenizer is refused unless --overwrite; the same
-dataset is simply rebuilt (the result is byte-identical).
+dataset is simply rebuilt (the result is byte-identical). Ctrl-C or SIGTERM stops
+the workers, removes the temporary files and exits with 128 + the signal number.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python data/prepare.py`: import `data` from the repo root
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+
+def _exit_at_once(signum, frame):
+    print(f"interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":
+    # A signal while the modules below load has nothing to clean up: one line, no traceback.
+    # main() puts a handler in place that stops the workers and removes temporary files.
+    signal.signal(signal.SIGINT, _exit_at_once)
+    signal.signal(signal.SIGTERM, _exit_at_once)
+
 import argparse
+import contextlib
 import glob
 import json
 import math
 import multiprocessing
+import multiprocessing.pool
 import os
 import sysconfig
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -58,6 +77,7 @@ MAX_PIECE_CHARS = 8 * PIECE_CHARS
 BATCH_CHARS = 1 << 20  # text sent to a worker per task
 COPY_BYTES = 16 << 20
 BINARY_SNIFF_BYTES = 8192
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 # ---------------------------------------------------------------- corpora
@@ -330,9 +350,11 @@ def _batches(corpus: Corpus) -> Iterator[list[tuple[str, bool]]]:
         yield batch
 
 
-def encode_batch(tokenizer: Tokenizer, dtype: np.dtype, batch: list[tuple[str, bool]]) -> tuple[bytes, int, int]:
+def encode_batch(tokenizer: Tokenizer, dtype: np.dtype,
+                 batch: list[tuple[str, bool]]) -> tuple[bytes, int, int, int]:
     """Token bytes of a batch of pieces (end-of-text after each document's last piece),
-    with the UTF-8 size of its text and the number of documents it completes."""
+    with the UTF-8 size of its text, the number of documents it completes and its
+    largest token id (0 if it has no token)."""
     ids: list[int] = []
     text_bytes = documents = 0
     for text, is_last in batch:
@@ -341,13 +363,19 @@ def encode_batch(tokenizer: Tokenizer, dtype: np.dtype, batch: list[tuple[str, b
         if is_last:
             ids.append(tokenizer.eot_id)
             documents += 1
-    return np.asarray(ids, dtype=dtype).tobytes(), text_bytes, documents
+    tokens = np.asarray(ids, dtype=dtype)
+    return tokens.tobytes(), text_bytes, documents, int(tokens.max(initial=0))
 
 
 _worker_state: tuple[Tokenizer, np.dtype] | None = None
 
 
 def _init_worker(tokenizer: Tokenizer, dtype: np.dtype) -> None:
+    # Ctrl-C reaches every process of the terminal's group, and a scheduler may send SIGTERM
+    # to all of them. Only the parent acts on these; it stops the workers (_stop_workers).
+    # A worker killed here would print tracebacks, or die holding the task queue's lock.
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
     global _worker_state
     _worker_state = (tokenizer, dtype)
 
@@ -366,7 +394,12 @@ def _encoded_batches(batches, tokenizer: Tokenizer, dtype: np.dtype, num_proc: i
         for batch in batches:
             yield encode_batch(tokenizer, dtype, batch)
         return
-    with multiprocessing.Pool(num_proc, initializer=_init_worker, initargs=(tokenizer, dtype)) as pool:
+    with contextlib.ExitStack() as stack:
+        # Until _init_worker has run, a worker has the parent's handlers: deferring ones, so
+        # that a Ctrl-C now neither stops a half-built pool nor raises in a worker.
+        with _signals_deferred():
+            pool = multiprocessing.Pool(num_proc, initializer=_init_worker, initargs=(tokenizer, dtype))
+            stack.callback(_stop_workers, pool)
         pending: deque = deque()
         for batch in batches:
             pending.append(pool.apply_async(_encode_in_worker, (batch,)))
@@ -376,17 +409,47 @@ def _encoded_batches(batches, tokenizer: Tokenizer, dtype: np.dtype, num_proc: i
             yield pending.popleft().get()
 
 
-def _write_token_stream(corpus, tokenizer, dtype, path: Path, num_proc: int, progress: bool) -> tuple[int, int]:
-    """Write every token of the corpus to `path`; return (token count, document count)."""
-    tokens = documents = 0
+def _stop_workers(pool: multiprocessing.pool.Pool) -> None:
+    """Let the workers finish the batches already sent (at most 2 * num_proc) and exit.
+
+    Also the way out after an error or a signal: Pool.terminate could hang, as a worker
+    that ignores its SIGTERM blocks sending a result that no one reads any more.
+    """
+    pool.close()
+    pool.join()
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM back during the block; the first that came is delivered at its end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (and Python runs them there)
+        return
+    arrived: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: arrived.append(signum)) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])
+
+
+def _write_token_stream(corpus, tokenizer, dtype, path: Path, num_proc: int,
+                        progress: bool) -> tuple[int, int, int]:
+    """Write every token of the corpus to `path`; return (token count, document count, largest id)."""
+    tokens = documents = max_id = 0
     with open(path, "wb") as out, tqdm(total=corpus.size_bytes, unit="B", unit_scale=True,
                                        desc="tokenizing", disable=not progress) as bar:
-        for data, text_bytes, batch_documents in _encoded_batches(_batches(corpus), tokenizer, dtype, num_proc):
+        for data, text_bytes, batch_documents, batch_max_id in _encoded_batches(_batches(corpus), tokenizer,
+                                                                                dtype, num_proc):
             out.write(data)
             tokens += len(data) // dtype.itemsize
             documents += batch_documents
+            max_id = max(max_id, batch_max_id)
             bar.update(text_bytes)
-    return tokens, documents
+    return tokens, documents, max_id
 
 
 def _move_tail(stream: Path, tail: Path, keep_bytes: int) -> None:
@@ -435,6 +498,16 @@ def _check_out_dir(out_dir: Path, source: str, tokenizer_name: str, overwrite: b
         raise DataError(f"{out_dir} holds token files without meta.json; choose another --out-dir or pass --overwrite")
 
 
+def _make_out_dir(out_dir: Path) -> None:
+    """Create out_dir (and its parents) and make sure files can be written there."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a read-only parent, or a regular file on the path
+        raise DataError(f"cannot create --out-dir {out_dir}: {e.strerror or e}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise DataError(f"--out-dir {out_dir} is not writable")
+
+
 def _publish(out_dir: Path, train_tmp: Path, val_tmp: Path, meta: dict) -> None:
     # Dropping the old meta.json first means an interruption between the renames
     # leaves a folder that open_dataset rejects, never a mismatched "finished" one.
@@ -468,16 +541,16 @@ def prepare(corpus: Corpus | Iterable[str], out_dir: str | Path, tokenizer: Toke
     out_dir = Path(out_dir)
     tokenizer_name = tokenizer if isinstance(tokenizer, str) else tokenizer.name
     _check_out_dir(out_dir, corpus.description, tokenizer_name, overwrite)
+    _make_out_dir(out_dir)  # before the char vocabulary pass, which reads the whole corpus
     if tokenizer == "char":
         tokenizer = char_tokenizer(sorted(_corpus_characters(corpus)))
     elif isinstance(tokenizer, str):
         tokenizer = get_tokenizer(tokenizer)
     dtype = token_dtype(tokenizer.vocab_size)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     train_tmp, val_tmp = out_dir / "train.bin.tmp", out_dir / "val.bin.tmp"
     try:
-        total, documents = _write_token_stream(corpus, tokenizer, dtype, train_tmp, num_proc, progress)
+        total, documents, max_token_id = _write_token_stream(corpus, tokenizer, dtype, train_tmp, num_proc, progress)
         if total == 0:
             raise DataError(f"empty corpus: no text in {corpus.description}")
         val_tokens = math.ceil(val_fraction * total)
@@ -489,6 +562,7 @@ def prepare(corpus: Corpus | Iterable[str], out_dir: str | Path, tokenizer: Toke
             "dtype": dtype.name,
             "train_tokens": total - val_tokens,
             "val_tokens": val_tokens,
+            "max_token_id": max_token_id,
             "documents": documents,
             "val_fraction": val_fraction,
             "source": corpus.description,
@@ -580,8 +654,38 @@ def _run(args, say) -> dict:
     return meta
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. Like KeyboardInterrupt it runs every `finally` on its way
+    out and no `except Exception` stops it; `signum` says which signal it was."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise_interrupted():
+    """While active, SIGINT and SIGTERM raise Interrupted (in the main thread).
+
+    The first signal also makes both ignored, so that a second Ctrl-C cannot cut short
+    the clean-up the first one started (stopping the workers, removing temporary files).
+    """
+    def stop(signum, frame):
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (2 for bad input)."""
+    """Command-line entry point; returns the exit code: 2 for bad input, 128 + the signal
+    number when SIGINT (130) or SIGTERM (143) stops it."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # argparse has printed usage or help
@@ -591,13 +695,15 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr)
 
     try:
-        _run(args, say)
+        with _signals_raise_interrupted():
+            _run(args, say)
     except DataError as e:
         say(f"error: {e}")
         return 2
-    except KeyboardInterrupt:
-        say("interrupted: no partial files were left in the output folder")
-        return 130
+    except (KeyboardInterrupt, Interrupted) as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        say(f"interrupted by {signal.Signals(signum).name}: no partial files were left in the output folder")
+        return 128 + signum
     return 0
 
 

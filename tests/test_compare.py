@@ -267,6 +267,76 @@ def test_user_errors_exit_2_with_one_line(runs_root, tmp_path, capsys):
         assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.parametrize("mode", ["report", "launch"])
+def test_an_out_path_that_is_a_file_is_refused_before_anything_runs(runs_root, tmp_path, capsys, mode):
+    (tmp_path / "gelu.py").write_text("mlp = 'gelu'\n")
+    (tmp_path / "taken").write_text("not a folder")
+    paths = [runs_root] if mode == "report" else [tmp_path / "gelu.py", "--runs-dir", tmp_path / "launched"]
+    for out in ("taken", "taken/report"):
+        assert compare.main([*map(str, paths), "--out", str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: the report folder {tmp_path / out} cannot be made: {tmp_path / 'taken'} is a file; choose another --out\n"
+    assert not (tmp_path / "launched").exists()
+
+
+# Each breaks the second seed of swiglu: (line index, what that line becomes, the error's words).
+BROKEN_METRICS = {
+    "config without config": (0, {"event": "config", "tokens_per_iter": 1000}, "line 1: the config record has no numeric config.seed, config.max_iters"),
+    "config without seed": (0, {"event": "config", "config": {"max_iters": 100}, "tokens_per_iter": 1000}, "line 1: the config record has no numeric config.seed"),
+    "eval without val_loss": (-2, {"event": "eval", "iter": 100, "tokens": 100_000, "time": 1.0}, "line 15: the eval record has no numeric val_loss"),
+    "end with a string loss": (-1, {"event": "end", "iter": 100, "time": 1.0, "best_val_loss": "low", "final_val_loss": 2.0}, "line 16: the end record has no numeric best_val_loss"),
+    "a JSON list": (3, [1, 2], "line 4: a JSON list, not an object"),
+    "a JSON number": (3, 7, "line 4: a JSON int, not an object"),
+    "a first line that is not an object": (0, "config", "does not start with a config record"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_METRICS)
+def test_a_metrics_file_without_the_fields_compare_reads_is_one_line(runs_root, tmp_path, capsys, case):
+    index, replacement, words = BROKEN_METRICS[case]
+    metrics = runs_root / "swiglu-s1" / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    lines[index] = json.dumps(replacement)
+    metrics.write_text("\n".join(lines) + "\n")
+    status, summary = run_report([runs_root], tmp_path)
+    err = capsys.readouterr().err
+    assert status == 2 and summary is None
+    assert err.startswith(f"error: {metrics}") and words in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)), b'{"event": "config"}\n' + b"\xff" * 10])
+def test_a_binary_metrics_file_is_one_line(tmp_path, capsys, content):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_bytes(content)
+    assert compare.main([str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(tmp_path / "run" / "metrics.jsonl") in err and err.count("\n") == 1
+
+
+def test_a_finished_run_without_evaluations_is_one_line(tmp_path, capsys):
+    run = write_run(tmp_path / "runs" / "gelu-s0", "gelu", 0, 2.0)
+    metrics = run / "metrics.jsonl"
+    metrics.write_text("".join(line + "\n" for line in metrics.read_text().splitlines() if '"eval"' not in line))
+    assert compare.main([str(run), "--out", str(tmp_path / "report")]) == 2
+    assert "has an end record but no eval records" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_numpy_imports_is_one_line():
+    program = """
+import os, runpy, signal, sys
+class CtrlC:  # a real SIGINT the moment `import numpy` starts
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["compare.py", "runs"]
+runpy.run_path("compare.py", run_name="__main__")
+"""
+    result = subprocess.run([sys.executable, "-c", program], cwd=Path(compare.__file__).resolve().parent,
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "compare.py: interrupted\n")
+
+
 @pytest.mark.parametrize("seeds", ["0", "-1", "1,1", "x"])
 def test_bad_seed_lists_are_one_line(seeds, tmp_path, capsys):
     config = tmp_path / "gelu.py"
@@ -335,11 +405,11 @@ def test_interrupted_launch_resumes_and_complete_runs_are_skipped(char_data, tmp
     assert f"{Path('runs') / 'gelu-s0'}: interrupted" in second.stdout
     assert f"{Path('runs') / 'swiglu-s0'}: fresh" in second.stdout
     lines = metrics_lines(gelu)
-    # nothing from before the stop was lost; the config line now says how the run goes on
+    # nothing from before the stop was lost; a second config line says how the run went on
     assert lines[1: len(interrupted_lines)] == interrupted_lines[1:]
     records = [json.loads(line) for line in lines]
-    assert [r["event"] for r in records].count("config") == 1
-    assert records[0]["config"]["init_from"] == "resume"
+    configs = [r for r in records if r["event"] == "config"]  # the resume appends its own, marked resumed_at
+    assert [c["config"]["init_from"] for c in configs] == ["scratch", "resume"] and "resumed_at" in configs[1]
     assert [r["iter"] for r in records if r["event"] == "train"] == list(range(10, 201, 10))
     assert compare.load_run(gelu).complete and compare.load_run(swiglu).complete
 
@@ -351,3 +421,22 @@ def test_interrupted_launch_resumes_and_complete_runs_are_skipped(char_data, tmp
     assert {p: p.stat().st_mtime_ns for p in before} == before
     summary = json.loads((tmp_path / "runs" / "report" / "summary.json").read_text())
     assert [a["arm"] for a in summary["arms"]] == ["gelu", "swiglu"]
+
+
+def test_an_unfinished_resume_after_the_end_keeps_the_run_finished(tmp_path):
+    """A finished run whose extension failed or was interrupted still reports as the run that finished."""
+    run_dir = write_run(tmp_path / "gelu-s0", "gelu", 0, 2.0)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    resumed = {**records[0], "resumed_at": MAX_ITERS, "config": {**records[0]["config"], "max_iters": 2 * MAX_ITERS}}
+    extra = [resumed, {**records[1], "iter": MAX_ITERS + 10, "loss": float("nan")}]
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in extra))
+    run = compare.load_run(run_dir)
+    assert run.complete and run.config["max_iters"] == MAX_ITERS and run.end["final_val_loss"] == 2.0
+    assert max(line["iter"] for line in run.train) == MAX_ITERS
+    # once the extension finishes, its end line and config are the run's
+    end = {**records[-1], "iter": 2 * MAX_ITERS, "final_val_loss": 1.5}
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({**records[-2], "iter": 2 * MAX_ITERS, "val_loss": 1.5}) + "\n" + json.dumps(end) + "\n")
+    run = compare.load_run(run_dir)
+    assert run.complete and run.config["max_iters"] == 2 * MAX_ITERS and run.end["final_val_loss"] == 1.5

@@ -80,6 +80,7 @@ def test_help_lists_every_key_with_default_and_comment():
         load_config(Demo, ["-h"])
     text = str(help_.value)
     assert "--lr=0.001" in text and "the learning rate" in text and "--limit=None" in text
+    assert "only ones you trust as code" in text  # a config file is code, and -h says so
     with pytest.raises(HelpRequested) as help_:
         load_config(TrainConfig, ["--help"])
     assert all(f"--{key}=" in str(help_.value) for key in ("learning_rate", "mlp", "wandb_mode", "init_from"))

@@ -21,10 +21,21 @@ def prepared(tmp_path):
     return tmp_path / "ds"
 
 
-def edit_meta(folder, **changes):
+def edit_meta(folder, drop=(), **changes):
     meta = json.loads((folder / "meta.json").read_text())
     meta.update(changes)
+    for key in drop:
+        del meta[key]
     (folder / "meta.json").write_text(json.dumps(meta))
+
+
+def put_id_beyond_the_vocabulary(folder):
+    """Make the last train token vocab_size (one past the largest valid id); return vocab_size."""
+    tokens = np.fromfile(folder / "train.bin", dtype=np.uint16)
+    vocab_size = json.loads((folder / "meta.json").read_text())["vocab_size"]
+    tokens[-1] = vocab_size
+    tokens.tofile(folder / "train.bin")
+    return vocab_size
 
 
 def test_open_dataset_serves_the_prepared_tokens(prepared):
@@ -57,6 +68,42 @@ def test_unreadable_or_incomplete_meta(prepared):
         open_dataset(prepared)
 
 
+@pytest.mark.parametrize("key, value, expected", [
+    ("vocab_size", "85", "a non-negative integer"),
+    ("vocab_size", True, "a non-negative integer"),
+    ("train_tokens", 1.5, "a non-negative integer"),
+    ("val_tokens", -3, "a non-negative integer"),
+    ("eot_id", "0", "a non-negative integer"),
+    ("max_token_id", None, "a non-negative integer"),
+    ("dtype", 3, "a string"),
+    ("tokenizer", ["char"], "a string"),
+    ("vocab", list("abcdefghijklmnopqrstuvwxyz"), "a string"),
+])
+def test_meta_field_of_the_wrong_type(prepared, key, value, expected):
+    edit_meta(prepared, **{key: value})
+    with pytest.raises(DataError) as error:
+        open_dataset(prepared)
+    message = str(error.value)
+    assert message.startswith(f"{prepared / 'meta.json'}: {key} must be {expected}, not ")
+    assert json.dumps(value)[:30] in message  # long values are cut short, to keep one short line
+    assert "\n" not in message and len(message) < len(str(prepared)) + 100
+
+
+def test_meta_records_the_largest_id_so_open_reads_no_token(prepared):
+    meta = json.loads((prepared / "meta.json").read_text())
+    tokens = np.concatenate([np.fromfile(prepared / f"{split}.bin", dtype=np.uint16) for split in ("train", "val")])
+    assert meta["max_token_id"] == tokens.max() == meta["vocab_size"] - 1
+
+    # an id out of range in the file goes unseen: proof that opening does not scan the tokens
+    put_id_beyond_the_vocabulary(prepared)
+    assert len(open_dataset(prepared).train) == meta["train_tokens"]
+
+    edit_meta(prepared, max_token_id=meta["vocab_size"])
+    for check_ids in (True, False):  # comparing two numbers of meta.json costs nothing: always done
+        with pytest.raises(DataError, match=f"max_token_id {meta['vocab_size']} is not below vocab_size"):
+            open_dataset(prepared, check_ids=check_ids)
+
+
 def test_missing_bin_file(prepared):
     (prepared / "val.bin").unlink()
     with pytest.raises(DataError, match="val.bin is missing"):
@@ -77,15 +124,16 @@ def test_token_count_differs_from_meta(prepared):
         open_dataset(prepared)
 
 
-def test_id_beyond_the_vocabulary_is_found_in_a_later_chunk(prepared, monkeypatch):
+def test_folder_without_max_token_id_has_its_ids_scanned(prepared, monkeypatch):
+    """Folders written before prepare recorded max_token_id still open, checked the slow way."""
     monkeypatch.setattr(dataset_module, "ID_CHECK_CHUNK", 3)
-    tokens = np.fromfile(prepared / "train.bin", dtype=np.uint16)
-    vocab_size = json.loads((prepared / "meta.json").read_text())["vocab_size"]
-    tokens[-1] = vocab_size
-    tokens.tofile(prepared / "train.bin")
-    with pytest.raises(DataError, match=f"token id {vocab_size}, not below the vocab size"):
+    edit_meta(prepared, drop=["max_token_id"])
+    assert len(open_dataset(prepared).val) > 0
+
+    vocab_size = put_id_beyond_the_vocabulary(prepared)  # found in the last chunk
+    with pytest.raises(DataError, match=f"train.bin holds token id {vocab_size}, not below the vocab size"):
         open_dataset(prepared)
-    assert len(open_dataset(prepared, check_ids=False).train) == len(tokens)
+    assert len(open_dataset(prepared, check_ids=False).train) > 0
 
 
 def test_dtype_that_cannot_hold_the_vocabulary(prepared):

@@ -2,7 +2,13 @@
 
 import json
 import math
+import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +18,7 @@ import data.prepare as prepare_module
 from data.prepare import Corpus, HFCorpus, file_corpus, main, prepare
 from data.tokenizer import DataError, char_tokenizer, get_tokenizer, tokenizer_from_meta
 
+PREPARE_PY = Path(prepare_module.__file__)
 EOT = "<|endoftext|>"
 DOCS = {
     "b.txt": "Then the king said: ring the bell.\n\nTHE END\n",
@@ -93,6 +100,7 @@ def test_char_tokenizer(tmp_path):
     meta = prepare(texts, tmp_path / "out", "char")
     _, tokens = read_tokens(tmp_path / "out")
     assert meta["vocab"] == "\x00\n!dehlorw" and meta["vocab_size"] == 10 and meta["eot_id"] == 0
+    assert meta["max_token_id"] == tokens.max() == 9  # "w"
     assert meta["documents"] == 2  # the empty document adds nothing, not even a separator
     tokenizer = tokenizer_from_meta(meta)
     assert tokenizer.decode(tokens) == "hello\n\x00world!\x00"
@@ -140,6 +148,14 @@ def test_two_workers_give_the_same_bytes_as_one(tmp_path, monkeypatch, write_fil
     prepare(file_corpus([str(folder)]), tmp_path / "one", tiny_tokenizer, num_proc=1)
     prepare(file_corpus([str(folder)]), tmp_path / "two", tiny_tokenizer, num_proc=2)
     assert folder_bytes(tmp_path / "one") == folder_bytes(tmp_path / "two")
+
+
+def test_meta_records_the_largest_id_of_any_batch(tmp_path, monkeypatch):
+    monkeypatch.setattr(prepare_module, "BATCH_CHARS", 20)  # one batch per document
+    texts = ["abc abc abc " * 3] * 10 + ["only here: z"] + ["cab cab " * 4] * 10
+    meta = prepare(texts, tmp_path / "out", "char", num_proc=2)
+    _, tokens = read_tokens(tmp_path / "out")
+    assert meta["max_token_id"] == tokens.max() == meta["vocab"].index("z")
 
 
 def test_hugging_face_json_loader(tmp_path):
@@ -254,6 +270,29 @@ def test_out_dir_with_a_different_dataset_needs_overwrite(tmp_path, write_files,
     assert str(second) in json.loads((out / "meta.json").read_text())["source"]
 
 
+def test_out_dir_that_cannot_be_created(tmp_path, write_files, capsys):
+    folder = write_files(DOCS)
+    (tmp_path / "a_file").write_text("not a folder")
+    out = tmp_path / "a_file" / "out"  # fails even for root, unlike a read-only folder
+    code, err = run_cli(["--input", folder, "--out-dir", out, "--tokenizer", "char"], capsys)
+    assert_one_line_error(code, err, f"cannot create --out-dir {out}: Not a directory")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_out_dir(tmp_path, write_files, capsys):
+    folder = write_files(DOCS)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code, err = run_cli(["--input", folder, "--out-dir", locked / "out", "--tokenizer", "char"], capsys)
+        assert_one_line_error(code, err, f"cannot create --out-dir {locked / 'out'}: Permission denied")
+        code, err = run_cli(["--input", folder, "--out-dir", locked, "--tokenizer", "char"], capsys)
+        assert_one_line_error(code, err, f"--out-dir {locked} is not writable")
+    finally:
+        locked.chmod(0o755)
+
+
 def test_source_must_be_given_exactly_once(tmp_path, write_files, capsys):
     folder = write_files(DOCS)
     assert_one_line_error(*run_cli(["--out-dir", tmp_path / "out"], capsys), "exactly one source")
@@ -308,3 +347,72 @@ def test_worker_failure_leaves_no_files(tmp_path):
     with pytest.raises(DataError, match="'z'"):
         prepare(texts, tmp_path / "out", char_tokenizer("abc"), num_proc=2)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_ctrl_c_before_the_work_starts(tmp_path, write_files, monkeypatch, capsys):
+    def interrupt(inputs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(prepare_module, "find_text_files", interrupt)
+    code, err = run_cli(["--input", write_files(DOCS), "--out-dir", tmp_path / "out", "--tokenizer", "char"], capsys)
+    assert code == 130 and err.startswith("interrupted by SIGINT") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_while_modules_load(signum):
+    """The signal arrives as data/prepare.py imports numpy: one line, no traceback."""
+    signal_on_numpy_import = f"""
+import os, runpy, sys
+class Signal:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            os.kill(os.getpid(), {int(signum)})
+sys.meta_path.insert(0, Signal())
+sys.argv = ["data/prepare.py", "--help"]
+runpy.run_path({str(PREPARE_PY)!r}, run_name="__main__")
+"""
+    result = subprocess.run([sys.executable, "-c", signal_on_numpy_import], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        128 + signum, "", f"interrupted by {signal.Signals(signum).name}\n")
+
+
+@pytest.fixture(scope="module")
+def big_corpus(tmp_path_factory):
+    """18 MB of text: a second or more of tokenizing, time enough to interrupt it."""
+    folder = tmp_path_factory.mktemp("big")
+    for i in range(8):
+        (folder / f"doc{i}.txt").write_text(f"the cat {i} sat on the mat\n" * 80_000)
+    return folder
+
+
+def file_size(path):
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize("signum, whole_group", [
+    (signal.SIGTERM, False),  # kill PID
+    (signal.SIGINT, True),    # Ctrl-C: the terminal signals every process of the group, workers too
+    (signal.SIGTERM, True),   # a job scheduler stopping all processes of a job
+], ids=["kill", "ctrl-c", "scheduler"])
+def test_signal_while_workers_encode(tmp_path, big_corpus, signum, whole_group):
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, str(PREPARE_PY), "--input", str(big_corpus), "--out-dir", str(out),
+                                "--tokenizer", "char", "--num-proc", "2"],
+                               stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not file_size(out / "train.bin.tmp"):  # the workers' first tokens are written
+            assert process.poll() is None and time.monotonic() < deadline, "prepare ended before it was interrupted"
+            time.sleep(0.005)
+        (os.killpg if whole_group else os.kill)(process.pid, signum)
+        err = process.communicate(timeout=30)[1].decode()  # bytes: keep the progress bar's \r as it is
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signum, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    lines = err.rstrip("\n").split("\n")  # "source: ...", the progress bar (redrawn after \r), the interruption
+    assert len(lines) <= 3 and lines[-1].startswith(f"interrupted by {signal.Signals(signum).name}"), err
+    assert list(out.iterdir()) == []  # no meta.json, no temporary file

@@ -1,10 +1,25 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 import sample
-from checkpoint import clean_state_dict, load_checkpoint, model_from_checkpoint, save_checkpoint
 from model import GPT, GPTConfig
 from train import TrainConfig, train
+
+ROOT = Path(sample.__file__).resolve().parent
+# Runs sample.py as a script after arranging a real SIGINT the moment `import torch` starts.
+CTRL_C_WHILE_TORCH_IMPORTS = """
+import os, runpy, signal, sys
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, CtrlC())
+runpy.run_path("sample.py", run_name="__main__")
+"""
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +68,51 @@ def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert code == 2 and "no checkpoint" in err
 
 
+def test_a_binary_prompt_file_is_one_line(trained_run, capsys, tmp_path):
+    prompt = tmp_path / "prompt.bin"
+    prompt.write_bytes(bytes(range(256)))
+    code, _, err = sample_text(trained_run, capsys, f"--start=FILE:{prompt}")
+    assert code == 2 and err == f"error: prompt file {prompt} is not UTF-8 text; give a text file or the prompt itself\n"
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(), reason="needs a machine without a GPU")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
+def test_a_device_this_machine_lacks_is_one_line(trained_run, capsys, device):
+    code, _, err = sample_text(trained_run, capsys, f"--device={device}")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: device '{device}' was asked for but ") and err.endswith("; use --device=cpu or --device=auto\n")
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
+    marker = tmp_path / "code_ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            return open, (str(marker), "w")
+
+    torch.save({"model": RunsCode()}, tmp_path / "ckpt.pt")
+    code, _, err = sample_text(tmp_path, capsys)
+    assert code == 2 and err.count("\n") == 1 and "not plain data" in err
+    assert not marker.exists()
+
+
+def test_ctrl_c_while_torch_imports_is_one_line():
+    result = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_TORCH_IMPORTS], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "sample.py: interrupted\n")
+
+
+def test_ctrl_c_while_sampling_is_one_line(trained_run):
+    program = f"""
+import os, signal, sys
+import sample
+signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))  # a real Ctrl-C, 0.5 s into main()
+signal.setitimer(signal.ITIMER_REAL, 0.5)
+sys.exit(sample.main(["--out_dir={trained_run}", "--device=cpu", "--start=the", "--max_new_tokens=1000000"]))
+"""
+    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "sample.py: interrupted\n")
+
+
 def test_sampling_never_picks_ids_past_the_tokenizers_vocabulary():
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=2, n_embd=16)).eval()
@@ -61,29 +121,3 @@ def test_sampling_never_picks_ids_past_the_tokenizers_vocabulary():
     out = model.generate(torch.zeros(4, 1, dtype=torch.long), 20, top_k=None, vocab_limit=40, generator=torch.Generator().manual_seed(0))
     assert out.max() < 40
     assert model.generate(torch.zeros(4, 1, dtype=torch.long), 20, top_k=None, generator=torch.Generator().manual_seed(0)).max() >= 40
-
-
-def test_checkpoint_of_a_compiled_model_loads_into_a_plain_one_and_back(tmp_path):
-    config = GPTConfig(block_size=8, vocab_size=32, n_layer=1, n_head=2, n_embd=16, mlp="swiglu")
-    compiled = torch.compile(GPT(config))  # compiles lazily: building the wrapper is cheap
-    assert all(k.startswith("_orig_mod.") for k in compiled.state_dict())
-    save_checkpoint(tmp_path, {"model": compiled.state_dict(), "model_args": vars(config)})
-    plain = model_from_checkpoint(load_checkpoint(tmp_path))
-    for (name, a), b in zip(compiled._orig_mod.state_dict().items(), plain.state_dict().values()):
-        assert torch.equal(a, b), name
-    other = torch.compile(GPT(config))
-    other._orig_mod.load_state_dict(clean_state_dict(plain.state_dict()))
-    assert torch.equal(other._orig_mod.lm_head.weight, plain.lm_head.weight)
-
-
-def test_an_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path):
-    save_checkpoint(tmp_path, {"iter": 1})
-
-    class Unpicklable:
-        def __reduce__(self):
-            raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        save_checkpoint(tmp_path, {"iter": 2, "bad": Unpicklable()})
-    assert load_checkpoint(tmp_path)["iter"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]

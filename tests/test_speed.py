@@ -222,3 +222,8 @@ def test_bench_bad_input_is_one_line(args, message):
     assert result.returncode == 2
     assert message in result.stderr and result.stderr.count("\n") == 1
 
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_bench_on_a_missing_device_is_one_line():
+    result = subprocess.run([sys.executable, "bench.py", "--device=cuda"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "device 'cuda'" in result.stderr and result.stderr.count("\n") == 1

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import train as train_module
 from checkpoint import load_checkpoint
 from configurator import load_config
 from data.prepare import prepare
-from metrics import read_metrics
+from metrics import finished_part, read_metrics
 from train import TrainConfig, eval_offsets, get_batch, train
 
 from conftest import make_corpus
@@ -78,10 +79,13 @@ def test_resume_continues_the_same_run_exactly(char_data, tmp_path):
     split_evals = {r["iter"]: r["val_loss"] for r in events(tmp_path / "split", "eval")}
     assert set(split_evals) == {0, 10, 15, 20, 30}  # 15: the end of the first part
     assert all(split_evals[r["iter"]] == r["val_loss"] for r in events(tmp_path / "whole", "eval"))
-    assert len(events(tmp_path / "split", "config")) == 1
+    # the first part's config and end lines stay: they were true; the resume adds its own
+    assert [c.get("resumed_at") for c in events(tmp_path / "split", "config")] == [None, 15]
+    assert [e["iter"] for e in events(tmp_path / "split", "end")] == [15, 30]
 
 
-def test_sigint_saves_a_checkpoint_and_resume_finishes_the_same_run(char_data, tmp_path):
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_a_checkpoint_and_resume_finishes_the_same_run(char_data, tmp_path, signum, code):
     args = [f"--data_dir={char_data}", "--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
             "--max_iters=200", "--eval_interval=100", "--eval_iters=2", "--log_interval=1", "--device=cpu", "--dtype=float32"]
     out = tmp_path / "run"
@@ -89,9 +93,9 @@ def test_sigint_saves_a_checkpoint_and_resume_finishes_the_same_run(char_data, t
     deadline = time.time() + 120
     while time.time() < deadline and not ((out / "metrics.jsonl").exists() and len(events(out, "train")) >= 3):
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     stopped_at = load_checkpoint(out)["iter"]
     assert 3 <= stopped_at < 200
     assert "resume" in stderr
@@ -178,7 +182,40 @@ def test_resume_refuses_other_batches_or_data_and_finishes_a_finished_run(char_d
         train(tiny_config(str(other), tmp_path / "run", init_from="resume"))
     summary = train(tiny_config(char_data, tmp_path / "run", max_iters=4, init_from="resume"))
     assert summary["final_val_loss"] == events(tmp_path / "run", "eval")[-1]["val_loss"]
-    assert [e["final_val_loss"] for e in events(tmp_path / "run", "end")] == [summary["final_val_loss"]]
+    assert [e["final_val_loss"] for e in events(tmp_path / "run", "end")] == [summary["final_val_loss"]] * 2
+
+
+def test_resume_below_the_checkpoint_is_refused_and_changes_nothing(char_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(tiny_config(char_data, out, max_iters=10, eval_interval=5))
+    before = {name: (out / name).read_bytes() for name in ("ckpt.pt", "metrics.jsonl")}
+    argv = [f"--data_dir={char_data}", f"--out_dir={out}", "--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
+            "--device=cpu", "--dtype=float32", "--init_from=resume", "--max_iters=4"]
+    code, err = run_main(argv, capsys)
+    assert code == 2 and "iteration 10" in err and "max_iters >= 10" in err and "\n" not in err
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_a_failed_extension_never_makes_a_finished_run_look_unfinished(char_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(tiny_config(char_data, out, max_iters=10, eval_interval=5))
+    finished = read_metrics(out)
+    argv = [f"--data_dir={char_data}", f"--out_dir={out}", "--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
+            "--eval_iters=4", "--device=cpu", "--dtype=float32", "--max_iters=30", "--eval_interval=5", "--log_interval=1",
+            "--init_from=resume", "--learning_rate=1e30", "--decay_lr=False", "--grad_clip=0"]
+    assert run_main(argv, capsys)[0] == 1
+    records = read_metrics(out)
+    assert records[: len(finished)] == finished  # every line of the finished run is still there
+    assert records[len(finished)]["resumed_at"] == 10 and records[len(finished)]["config"]["max_iters"] == 30
+    assert finished_part(records) == finished
+
+
+def test_out_dir_that_is_a_file_is_one_line(char_data, tmp_path, capsys):
+    (tmp_path / "taken").write_text("not a folder")
+    argv = [f"--data_dir={char_data}", f"--out_dir={tmp_path / 'taken'}", "--device=cpu", "--n_layer=1", "--n_embd=32", "--n_head=2", "--block_size=16"]
+    code, err = run_main(argv, capsys)
+    assert code == 2 and "taken" in err and "\n" not in err
+    assert (tmp_path / "taken").read_text() == "not a folder"
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(char_data, tmp_path, capsys):
@@ -211,3 +248,58 @@ def test_torchrun_with_two_cpu_processes_matches_one_process(char_data, tmp_path
     for a, b in zip(events(tmp_path / "ddp", "eval"), events(tmp_path / "one", "eval")):
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
     assert json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[0])["event"] == "config"
+
+
+def test_ctrl_c_while_torch_imports_is_one_line():
+    program = """
+import os, runpy, signal, sys
+class CtrlC:  # a real SIGINT the moment `import torch` starts
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, CtrlC())
+runpy.run_path("train.py", run_name="__main__")
+"""
+    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (130, "train.py: interrupted\n")
+
+
+def test_ctrl_c_while_starting_is_one_line_and_changes_nothing(char_data, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(char_data, out, max_iters=4, eval_interval=2))
+    before = {name: (out / name).read_bytes() for name in ("ckpt.pt", "metrics.jsonl")}
+    program = f"""
+import os, signal, sys
+import train
+def interrupted_load(cfg):  # a real SIGINT while the data is being opened
+    os.kill(os.getpid(), signal.SIGINT)
+train.load_data = interrupted_load
+sys.exit(train.main(["--data_dir={char_data}", "--out_dir={out}", "--device=cpu", "--n_layer=2", "--n_head=2", "--n_embd=32",
+                     "--block_size=32", "--batch_size=8", "--init_from=resume", "--max_iters=8"]))
+"""
+    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130 and result.stderr.count("\n") == 1 and "interrupted" in result.stderr, result.stderr
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_a_temporary_file_left_by_a_kill_during_a_save_is_removed(char_data, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "ckpt.pt.tmp").write_bytes(b"half a checkpoint")
+    # a run that stops before its first save still clears it: the clean-up is at start-up
+    with pytest.raises(train_module.TrainingError):
+        train(tiny_config(char_data, out, max_iters=4, eval_interval=2, learning_rate=1e30, decay_lr=False, grad_clip=0))
+    assert not (out / "ckpt.pt.tmp").exists() and not (out / "ckpt.pt").exists()
+
+
+def test_resume_accepts_the_same_data_reprepared_with_max_token_id(char_data, tmp_path):
+    """A checkpoint from a folder written before prepare.py recorded max_token_id resumes on the new folder."""
+    data = tmp_path / "data"
+    shutil.copytree(char_data, data)
+    meta = json.loads((data / "meta.json").read_text())
+    legacy = {k: v for k, v in meta.items() if k != "max_token_id"}
+    (data / "meta.json").write_text(json.dumps(legacy))
+    train(tiny_config(str(data), tmp_path / "run", max_iters=4, eval_interval=2))
+    (data / "meta.json").write_text(json.dumps(meta))
+    summary = train(tiny_config(str(data), tmp_path / "run", max_iters=6, eval_interval=2, init_from="resume"))
+    assert summary["iter"] == 6 and "max_token_id" in meta
