@@ -163,6 +163,7 @@ class Run:
     evals: list         # "eval" lines
     end: dict | None    # the "end" line, if training finished
     arm: str = ""
+    resume_pending: bool = False  # records after the last end line: a resume that has not finished
 
     @property
     def config(self):
@@ -200,12 +201,13 @@ def load_run(run_dir):
             raise CompareError(f"{path} line {number}: {problem}; leave this run out or train it again")
     # a finished run stays finished whatever a later, unfinished resume left after its end line
     by_kind = {"config": [], "train": [], "eval": [], "end": []}
-    for event in finished_part(events):
+    finished = finished_part(events)
+    for event in finished:
         by_kind.setdefault(event.get("event"), []).append(event)
     end = by_kind["end"][-1] if by_kind["end"] else None
     if end is not None and not by_kind["eval"]:  # train.py evaluates before it ends: the curves need it
         raise CompareError(f"{path} has an end record but no eval records; leave this run out or train it again")
-    return Run(run_dir, by_kind["config"][-1], by_kind["train"], by_kind["eval"], end)
+    return Run(run_dir, by_kind["config"][-1], by_kind["train"], by_kind["eval"], end, resume_pending=len(finished) < len(events))
 
 
 def record_problem(record):
@@ -569,8 +571,10 @@ def plan_runs(config_files, seeds, runs_dir):
 
 def run_state(out_dir):
     """'complete' (end line at max_iters), 'interrupted' (a checkpoint to resume) or 'fresh'."""
-    if (out_dir / METRICS_NAME).is_file() and load_run(out_dir).complete:
-        return "complete"
+    if (out_dir / METRICS_NAME).is_file():
+        run = load_run(out_dir)
+        if run.complete and not run.resume_pending:
+            return "complete"
     return "interrupted" if (out_dir / CHECKPOINT_NAME).is_file() else "fresh"
 
 

@@ -88,7 +88,9 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
 
     def forward(self, x):
-        return F.layer_norm(x, self.weight.shape, cast_like(self.weight, x), cast_like(self.bias, x), 1e-5)
+        # computed in at least float32 whatever the activations' dtype, as autocast does: in bf16 the
+        # weight's gradient, a sum over every token, loses most of its precision
+        return F.layer_norm(at_least_float32(x), self.weight.shape, self.weight, self.bias, 1e-5).to(x.dtype)
 
 
 class Linear(nn.Linear):

@@ -580,7 +580,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # before the training loop handles signals itself
-        print("train.py: interrupted while starting; nothing in out_dir was changed", file=sys.stderr)
+        print("train.py: interrupted while starting; the checkpoint in out_dir is untouched", file=sys.stderr)
         return 130
     return 128 + summary["signal"] if summary["interrupted"] else 0  # shell convention: 130 SIGINT, 143 SIGTERM
 

@@ -567,7 +567,8 @@ def prepare(corpus: Corpus | Iterable[str], out_dir: str | Path, tokenizer: Toke
             "val_fraction": val_fraction,
             "source": corpus.description,
         }
-        _publish(out_dir, train_tmp, val_tmp, meta)
+        with _signals_deferred():  # the renames go through whole: a signal is handled after them
+            _publish(out_dir, train_tmp, val_tmp, meta)
     finally:
         train_tmp.unlink(missing_ok=True)
         val_tmp.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Before the GPU calls, on this machine: copy nanoGPT's code and prepare the character data into
-# ignored folders that the calls carry. Then, with the device tool:
+# ignored folders that the calls carry (and record the commit). Then, with the device tool, one
+# call right after the other (the machine goes back after 30 s idle):
 #   run(command="bash scripts/gpu_call_a.sh", carry=[".anchors"])
 #   run(command="bash scripts/gpu_call_b.sh", carry=[".anchors", "data/shakespeare_char"])
 set -euo pipefail
@@ -10,6 +11,7 @@ shared=${SHARED:-../shared}
 rm -rf .anchors/nanogpt
 mkdir -p .anchors
 cp -r "$shared/anchors/nanogpt" .anchors/nanogpt
+chmod -R u+w .anchors  # shared/ is read-only; nanoGPT writes its out_dir next to its code
 echo "$(git rev-parse --short HEAD)$(git status --porcelain --untracked-files=no | grep -q . && echo ' with uncommitted changes')" > .anchors/COMMIT
 [ -f data/shakespeare_char/meta.json ] ||
   $PY data/prepare.py --input "$shared/corpora/shakespeare" --tokenizer char --out-dir data/shakespeare_char

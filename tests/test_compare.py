@@ -434,9 +434,12 @@ def test_an_unfinished_resume_after_the_end_keeps_the_run_finished(tmp_path):
     run = compare.load_run(run_dir)
     assert run.complete and run.config["max_iters"] == MAX_ITERS and run.end["final_val_loss"] == 2.0
     assert max(line["iter"] for line in run.train) == MAX_ITERS
+    (run_dir / "ckpt.pt").write_bytes(b"")  # the extension's checkpoint: a launch resumes it
+    assert run.resume_pending and compare.run_state(run_dir) == "interrupted"
     # once the extension finishes, its end line and config are the run's
     end = {**records[-1], "iter": 2 * MAX_ITERS, "final_val_loss": 1.5}
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps({**records[-2], "iter": 2 * MAX_ITERS, "val_loss": 1.5}) + "\n" + json.dumps(end) + "\n")
     run = compare.load_run(run_dir)
     assert run.complete and run.config["max_iters"] == 2 * MAX_ITERS and run.end["final_val_loss"] == 1.5
+    assert not run.resume_pending and compare.run_state(run_dir) == "complete"

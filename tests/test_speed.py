@@ -12,7 +12,7 @@ import torch
 
 import train as train_module
 from model import GPT, GPTConfig, chunked_cross_entropy
-from train import StepContext, TrainConfig, eval_batches, eval_offsets, make_optimizer, model_fields, speed_fields, to_device, train_step
+from train import SDPA_BACKENDS, StepContext, TrainConfig, eval_batches, eval_offsets, make_optimizer, model_fields, speed_fields, to_device, train_step
 from data.dataset import batch_from_offsets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,10 +60,24 @@ def assert_same_training(switched, rtol=1e-5, atol=1e-6, compare_weights=False, 
 
 def test_chunked_loss_trains_like_full_logits():
     assert_same_training(replace(PLAIN, loss_chunk_size=24))
+    chunked = GPT(GPTConfig(**{**model_fields(PLAIN), "loss_chunk_size": 24}, vocab_size=101))
+    x = torch.zeros(2, 8, dtype=torch.long)
+    assert chunked(x, x)[0] is None  # the chunked path ran: no full logits were made
 
 
 def test_fused_gate_up_trains_like_two_matmuls():
     assert_same_training(replace(PLAIN, fused_gate_up=True))
+
+
+@pytest.mark.parametrize("fused,separate_calls", [(False, 2), (True, 0)])
+def test_fused_gate_up_replaces_the_two_matmuls(fused, separate_calls):
+    model = GPT(GPTConfig(**{**model_fields(PLAIN), "fused_gate_up": fused}, vocab_size=101))
+    calls = []
+    mlp = model.transformer.h[0].mlp
+    for layer in (mlp.w_gate, mlp.w_up):
+        layer.register_forward_hook(lambda module, args, out: calls.append(module))
+    model(torch.zeros(1, 8, dtype=torch.long))
+    assert len(calls) == separate_calls
 
 
 @pytest.mark.parametrize("mlp", ["swiglu", "geglu"])
@@ -78,10 +92,20 @@ def test_fused_gate_up_keeps_the_parameters_and_their_init(mlp):
         torch.testing.assert_close(separate[name], fused[name], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("backend", ["cudnn", "flash", "math"])
-def test_preferred_attention_kernel_trains_like_the_default(backend):
-    # on CPU the CUDA-only kernels are skipped for the next in the list, so this checks the fallback
-    assert_same_training(replace(PLAIN, sdpa_backend=backend))
+@pytest.mark.parametrize("backend", ["cudnn", "flash", "efficient", "math"])
+def test_preferred_attention_kernel_goes_first_while_the_step_runs(backend):
+    """SDPA tries kernels in this order on CUDA (the CPU dispatcher picks its own, hence the private read)."""
+    default = torch._C._get_sdp_priority_order()
+    with StepContext(replace(PLAIN, sdpa_backend=backend), "cpu", "float32"):
+        order = torch._C._get_sdp_priority_order()
+    assert order[0] == SDPA_BACKENDS[backend].value and sorted(order) == sorted(default)
+    assert torch._C._get_sdp_priority_order() == default  # restored after the step
+    with StepContext(PLAIN, "cpu", "float32"):
+        assert torch._C._get_sdp_priority_order() == default  # auto leaves PyTorch's order alone
+
+
+def test_math_attention_trains_like_the_default_kernel():
+    assert_same_training(replace(PLAIN, sdpa_backend="math"))
 
 
 def test_explicit_bf16_trains_like_bf16_autocast():
@@ -227,3 +251,25 @@ def test_bench_bad_input_is_one_line(args, message):
 def test_bench_on_a_missing_device_is_one_line():
     result = subprocess.run([sys.executable, "bench.py", "--device=cuda"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "device 'cuda'" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_explicit_bf16_gradients_are_as_precise_as_autocast():
+    """LayerNorm stays in float32 under explicit bf16, as under autocast: its weight's gradient sums over every token."""
+    cfg = replace(PLAIN, n_layer=1, n_embd=64, block_size=256, batch_size=8, dtype="float32")
+    idx = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.block_size + 1), generator=torch.Generator().manual_seed(0))
+
+    def gradients(dtype, autocast):
+        variant = replace(cfg, dtype=dtype, autocast=autocast)
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(**{**model_fields(variant), **speed_fields(variant, dtype)}, vocab_size=cfg.vocab_size))
+        with StepContext(variant, "cpu", dtype):
+            loss = model(idx[:, :-1], idx[:, 1:])[1]
+        loss.backward()
+        return {name: p.grad for name, p in model.named_parameters()}
+
+    exact = gradients("float32", True)
+
+    def worst_error(grads):
+        return max(((grads[k] - exact[k]).norm() / exact[k].norm()).item() for k in exact)
+
+    assert worst_error(gradients("bfloat16", False)) < 2 * worst_error(gradients("bfloat16", True))
