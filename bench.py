@@ -60,7 +60,7 @@ def bench_config(cfg, steps, warmup, peak_tflops=None, profile_rows=False):
     micro_steps = cfg.gradient_accumulation_steps
     enable_tf32(device)
     torch.manual_seed(cfg.seed)
-    raw_model = GPT(GPTConfig(**{**model_fields(cfg), **speed_fields(cfg, dtype)}, vocab_size=cfg.vocab_size or 50304)).to(device)
+    raw_model = GPT(GPTConfig(**model_fields(cfg), **speed_fields(cfg, dtype), vocab_size=cfg.vocab_size or 50304)).to(device)
     optimizer = make_optimizer(raw_model, cfg, device)
     model = torch.compile(raw_model, mode=cfg.compile_mode) if cfg.compile else raw_model
     ctx = StepContext(cfg, device, dtype)

@@ -117,7 +117,7 @@ class TrainConfig:
         check_device(self.device)
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        GPTConfig(**{**model_fields(self), "vocab_size": self.vocab_size or 1})  # validates the model keys
+        GPTConfig(**model_fields(self), **speed_fields(self, self.dtype), vocab_size=self.vocab_size or 1)  # validates the model keys
         # readable defaults, recorded with the run so a report can find the group again
         self.wandb_group = self.wandb_group or f"{os.path.basename(os.path.normpath(self.data_dir))}-{self.n_layer}x{self.n_embd}"
         self.wandb_run_name = self.wandb_run_name or f"{self.mlp}-s{self.seed}"
@@ -128,8 +128,8 @@ class TrainingError(RuntimeError):
 
 
 def model_fields(cfg):
-    """The TrainConfig values that are GPTConfig fields (vocab_size and compute_dtype are resolved later)."""
-    return {f.name: getattr(cfg, f.name) for f in fields(GPTConfig) if f.name not in ("vocab_size", "compute_dtype")}
+    """The TrainConfig values that define the model: GPTConfig's fields but vocab_size and the speed-only ones."""
+    return {f.name: getattr(cfg, f.name) for f in fields(GPTConfig) if f.name != "vocab_size" and f.name not in SPEED_FIELDS}
 
 
 # compile modes that capture CUDA graphs: a replay overwrites the previous replay's outputs, so
@@ -174,7 +174,7 @@ class StepContext:
 
 
 def speed_fields(cfg, dtype):
-    """The GPTConfig fields that only change speed, as cfg and the resolved dtype ask."""
+    """The GPTConfig fields that only change speed (SPEED_FIELDS), as cfg and the resolved dtype ask."""
     explicit_bf16 = not cfg.autocast and dtype == "bfloat16"
     return {"loss_chunk_size": cfg.loss_chunk_size, "fused_gate_up": cfg.fused_gate_up, "compute_dtype": "bfloat16" if explicit_bf16 else None}
 
@@ -321,13 +321,13 @@ def build_model(cfg, data, checkpoint, dtype):
     """A fresh GPT for cfg, or the checkpoint's (after checking that cfg describes the same model)."""
     speed = speed_fields(cfg, dtype)
     if checkpoint is None:
-        model_config = GPTConfig(**{**model_fields(cfg), **speed}, vocab_size=cfg.vocab_size or padded_vocab_size(data.vocab_size))
+        model_config = GPTConfig(**model_fields(cfg), **speed, vocab_size=cfg.vocab_size or padded_vocab_size(data.vocab_size))
         torch.manual_seed(cfg.seed)  # the model's init depends on the seed; the data order never on this RNG
         model = GPT(model_config)
     else:
         saved = checkpoint["model_args"]
         for key, value in model_fields(cfg).items():
-            if key not in SPEED_FIELDS and saved.get(key) != value:
+            if saved.get(key) != value:
                 raise ConfigError(f"init_from=resume: the checkpoint in {cfg.out_dir} has {key}={saved.get(key)!r}, the config says {value!r}")
         model = model_from_checkpoint(checkpoint)
         for key, value in speed.items():  # speed switches may change across a resume

@@ -25,7 +25,7 @@ TOLERANCE = 3e-2  # never fail below this: bf16 has 8 bits of mantissa
 def loss_and_grads(cfg, idx):
     """Loss and gradients of one forward/backward of the GPT that cfg describes, on idx."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(**{**model_fields(cfg), **speed_fields(cfg, cfg.dtype)}, vocab_size=cfg.vocab_size)).to(DEVICE)
+    model = GPT(GPTConfig(**model_fields(cfg), **speed_fields(cfg, cfg.dtype), vocab_size=cfg.vocab_size)).to(DEVICE)
     with StepContext(cfg, DEVICE, cfg.dtype):
         _, loss = model(idx[:, :-1], idx[:, 1:])
     loss.backward()

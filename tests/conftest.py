@@ -2,6 +2,8 @@
 
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,27 @@ from data.tokenizer import tiktoken_tokenizer
 # processes (train.py, torchrun, compare.py) inherit the setting.
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Runs a script after arranging a real SIGINT the moment it starts importing `module`.
+CTRL_C_AT_IMPORT = """
+import os, runpy, signal, sys
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, CtrlC())
+sys.argv = {argv!r}
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def ctrl_c_while_importing(script, module, *args):
+    """Run the project's `script` with a real Ctrl-C as it starts importing `module`."""
+    program = CTRL_C_AT_IMPORT.format(module=module, argv=[script, *args], script=script)
+    return subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
 
 # GPT-2's split pattern, so the tiny encodings pre-tokenize exactly like gpt2
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""

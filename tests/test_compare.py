@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import compare
+from conftest import ctrl_c_while_importing
 
 TOKENS_PER_ITER = 1000
 MAX_ITERS = 100
@@ -322,18 +323,7 @@ def test_a_finished_run_without_evaluations_is_one_line(tmp_path, capsys):
 
 
 def test_ctrl_c_while_numpy_imports_is_one_line():
-    program = """
-import os, runpy, signal, sys
-class CtrlC:  # a real SIGINT the moment `import numpy` starts
-    def find_spec(self, name, path=None, target=None):
-        if name == "numpy":
-            os.kill(os.getpid(), signal.SIGINT)
-sys.meta_path.insert(0, CtrlC())
-sys.argv = ["compare.py", "runs"]
-runpy.run_path("compare.py", run_name="__main__")
-"""
-    result = subprocess.run([sys.executable, "-c", program], cwd=Path(compare.__file__).resolve().parent,
-                            capture_output=True, text=True, timeout=60)
+    result = ctrl_c_while_importing("compare.py", "numpy", "runs")
     assert (result.returncode, result.stdout, result.stderr) == (130, "", "compare.py: interrupted\n")
 
 

@@ -9,17 +9,9 @@ import sample
 from model import GPT, GPTConfig
 from train import TrainConfig, train
 
+from conftest import ctrl_c_while_importing
+
 ROOT = Path(sample.__file__).resolve().parent
-# Runs sample.py as a script after arranging a real SIGINT the moment `import torch` starts.
-CTRL_C_WHILE_TORCH_IMPORTS = """
-import os, runpy, signal, sys
-class CtrlC:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch":
-            os.kill(os.getpid(), signal.SIGINT)
-sys.meta_path.insert(0, CtrlC())
-runpy.run_path("sample.py", run_name="__main__")
-"""
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +89,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
 
 
 def test_ctrl_c_while_torch_imports_is_one_line():
-    result = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_TORCH_IMPORTS], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = ctrl_c_while_importing("sample.py", "torch")
     assert (result.returncode, result.stdout, result.stderr) == (130, "", "sample.py: interrupted\n")
 
 

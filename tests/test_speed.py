@@ -24,7 +24,7 @@ PLAIN = TrainConfig(n_layer=2, n_head=2, n_embd=48, block_size=16, batch_size=4,
 def run_steps(cfg, n_steps=3):
     """Gradients of the first micro-batch, then losses and final weights after n_steps of train_step."""
     torch.manual_seed(0)
-    raw = GPT(GPTConfig(**{**model_fields(cfg), **speed_fields(cfg, cfg.dtype)}, vocab_size=cfg.vocab_size))
+    raw = GPT(GPTConfig(**model_fields(cfg), **speed_fields(cfg, cfg.dtype), vocab_size=cfg.vocab_size))
     optimizer = make_optimizer(raw, cfg, "cpu")
     model = torch.compile(raw) if cfg.compile else raw
     ctx = StepContext(cfg, "cpu", cfg.dtype)
@@ -119,7 +119,7 @@ def test_explicit_bf16_trains_like_bf16_autocast():
 
 def test_explicit_bf16_runs_activations_in_bf16():
     cfg = replace(PLAIN, dtype="bfloat16", autocast=False)
-    model = GPT(GPTConfig(**{**model_fields(cfg), **speed_fields(cfg, "bfloat16")}, vocab_size=cfg.vocab_size))
+    model = GPT(GPTConfig(**model_fields(cfg), **speed_fields(cfg, "bfloat16"), vocab_size=cfg.vocab_size))
     seen = []
     model.transformer.h[0].mlp.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
     logits, _ = model(torch.zeros(1, 8, dtype=torch.long))
@@ -261,7 +261,7 @@ def test_explicit_bf16_gradients_are_as_precise_as_autocast():
     def gradients(dtype, autocast):
         variant = replace(cfg, dtype=dtype, autocast=autocast)
         torch.manual_seed(0)
-        model = GPT(GPTConfig(**{**model_fields(variant), **speed_fields(variant, dtype)}, vocab_size=cfg.vocab_size))
+        model = GPT(GPTConfig(**model_fields(variant), **speed_fields(variant, dtype), vocab_size=cfg.vocab_size))
         with StepContext(variant, "cpu", dtype):
             loss = model(idx[:, :-1], idx[:, 1:])[1]
         loss.backward()

@@ -18,7 +18,7 @@ from data.prepare import prepare
 from metrics import finished_part, read_metrics
 from train import TrainConfig, eval_offsets, get_batch, train
 
-from conftest import make_corpus
+from conftest import ctrl_c_while_importing, make_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -251,16 +251,7 @@ def test_torchrun_with_two_cpu_processes_matches_one_process(char_data, tmp_path
 
 
 def test_ctrl_c_while_torch_imports_is_one_line():
-    program = """
-import os, runpy, signal, sys
-class CtrlC:  # a real SIGINT the moment `import torch` starts
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch":
-            os.kill(os.getpid(), signal.SIGINT)
-sys.meta_path.insert(0, CtrlC())
-runpy.run_path("train.py", run_name="__main__")
-"""
-    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = ctrl_c_while_importing("train.py", "torch")
     assert (result.returncode, result.stderr) == (130, "train.py: interrupted\n")
 
 
