@@ -2,12 +2,13 @@
 Time full training steps (forward, backward, clip, AdamW) of any config, on random tokens.
 
     python bench.py config/gpt2_124m_swiglu.py --batch_size=16 --gradient_accumulation_steps=1
-    python bench.py config/swiglu.py --compare mlp=gelu,swiglu
-    python bench.py config/swiglu.py --compare compile=False,True --steps=20
+    python bench.py config/swiglu.py --compare=mlp=gelu,swiglu
+    python bench.py config/swiglu.py --compare=compile=False,True --steps=20
 
 Prints the median ms/step after warm-up, tokens/s, model TFLOP/s (the same FLOPs per token that
 train.py logs), MFU against the device's peak (--peak TFLOPS overrides the table in
-hardware.py) and peak memory. The step is train.train_step, the one train.py runs. Each row runs
+hardware.py) and peak memory. Its own options (below) and train.py's keys and config files mix
+freely on the command line. The step is train.train_step, the one train.py runs. Each row runs
 in a process of its own, so its peak memory and compiled code are its own.
 """
 
@@ -19,14 +20,28 @@ import sys
 import time
 import typing
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
-from configurator import ConfigError, HelpRequested, OneLineArgumentParser, convert, load_config, parse_cli_value
+from configurator import ConfigError, HelpRequested, help_text, load_config, load_options, parse_value
 from hardware import device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
 from model import GPT, GPTConfig
 from train import StepContext, TrainConfig, check_cuda_graphs, make_optimizer, model_fields, speed_fields, train_step
+
+
+@dataclass
+class BenchOptions:
+    steps: int = 10  # timed steps
+    warmup: int = 3  # untimed steps first, compilation included
+    compare: str = ""  # KEY=V1,V2,...: one row per value of a train.py key, e.g. mlp=gelu,swiglu
+    peak: float | None = None  # device peak in TFLOP/s for MFU; None = hardware.py's table
+    json: str = ""  # also write the rows to this JSON file
+    profile: bool = False  # print torch.profiler's top 10 of one more step per row
+
+    def __post_init__(self):
+        if self.steps <= 0 or self.warmup < 0:
+            raise ValueError("steps must be positive and warmup non-negative")
 
 
 def parse_compare(spec):
@@ -35,7 +50,7 @@ def parse_compare(spec):
     hints = typing.get_type_hints(TrainConfig)
     if not sep or key not in hints:
         raise ConfigError(f"--compare expects KEY=V1,V2,... with KEY a config key, got {spec!r}")
-    return key, [convert(parse_cli_value(v), hints[key], key, "in --compare") for v in values.split(",")]
+    return key, [parse_value(v, hints[key], key, "in --compare") for v in values.split(",")]
 
 
 def synchronize(device):
@@ -128,23 +143,17 @@ def table_header(label):
 def table_row(value, r):
     """One variant's measurements, aligned under table_header."""
     mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
-    return f"{str(value):>18} {r['ms_per_step']:9.1f} {r['tokens_per_s']:11,.0f} {r['tflops']:8.2f} {mfu:>6} {r['peak_memory_gb']:11.2f} {r['params'] / 1e6:7.1f}M"
+    speed = f"{r['ms_per_step']:9.1f} {r['tokens_per_s']:11,.0f} {r['tflops']:8.2f} {mfu:>6}"
+    return f"{str(value):>18} {speed} {r['peak_memory_gb']:11.2f} {r['params'] / 1e6:7.1f}M"
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = OneLineArgumentParser(prog="bench.py", description=__doc__.strip().splitlines()[0], add_help=False, allow_abbrev=False)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first, compilation included (default 3)")
-    parser.add_argument("--compare", help="KEY=V1,V2,...: one row per value, e.g. mlp=gelu,swiglu")
-    parser.add_argument("--peak", type=float, help="device peak in TFLOP/s for MFU (default: hardware.py's table)")
-    parser.add_argument("--json", help="also write the rows to this JSON file")
-    parser.add_argument("--profile", action="store_true", help="print torch.profiler's top 10 of one more step per row")
-    args, rest = parser.parse_known_args(argv)
     try:
-        cfg = load_config(TrainConfig, rest, prog="bench.py", description=__doc__.strip())
-        if args.steps <= 0 or args.warmup < 0:
-            raise ConfigError("--steps must be positive and --warmup non-negative")
+        train_help = "\n\n" + help_text(TrainConfig, "train.py").split("\n", 2)[2]
+        usage = "bench.py [CONFIG_FILE.py ...] [--key=value ...]"
+        args, rest = load_options(BenchOptions, argv, "bench.py", usage, __doc__.strip(), passthrough=True, more_help=train_help)
+        cfg = load_config(TrainConfig, rest, prog="bench.py")
         key, values = parse_compare(args.compare) if args.compare else ("mlp", [cfg.mlp])
         variants = [replace(cfg, **{key: value}) for value in values]
         for variant in variants:
@@ -155,13 +164,15 @@ def main(argv=None):
         return 2
     except HelpRequested as e:
         print(e)
-        print("\nbench options:\n" + parser.format_help().split("\n", 1)[1])
         return 0
-    print(f"{cfg.n_layer} layers x {cfg.n_embd} wide, batch {cfg.batch_size} x {cfg.block_size} x {cfg.gradient_accumulation_steps} micro-steps, "
-          f"compile={cfg.compile}, loss_chunk_size={cfg.loss_chunk_size}; median of {args.steps} steps after {args.warmup}")
+    print(
+        f"{cfg.n_layer} layers x {cfg.n_embd} wide, "
+        f"batch {cfg.batch_size} x {cfg.block_size} x {cfg.gradient_accumulation_steps} micro-steps, "
+        f"compile={cfg.compile}, loss_chunk_size={cfg.loss_chunk_size}; median of {args.steps} steps after {args.warmup}"
+    )
     print(table_header(key))
     rows = []
-    for value, variant in zip(values, variants):
+    for value, variant in zip(values, variants, strict=True):
         rows.append({key: value, **bench_in_fresh_process(variant, args.steps, args.warmup, args.peak, args.profile)})
         print(table_row(value, rows[-1]), flush=True)
     for row in rows if args.profile else []:

@@ -1,20 +1,20 @@
-"""Checkpoints: written atomically, loaded as plain data only, readable whether or not the model was compiled.
+"""Checkpoints: written atomically, loaded as plain data only.
 
 A checkpoint is loaded with torch.load(weights_only=True): tensors, numbers, strings, None and
 lists, tuples and dicts of them, which is all train.py writes. Anything else in the pickle (an
 object whose unpickling would call a function) is refused, so a crafted ckpt.pt cannot run code.
 """
 
-import contextlib
-import os
 import pickle
 import re
 from pathlib import Path
 
 import torch
 
-from metrics import CHECKPOINT_NAME
+from atomic import atomic_write, remove_file, temp_path
 from model import GPT, SPEED_FIELDS, GPTConfig
+
+CHECKPOINT_NAME = "ckpt.pt"
 
 # What sample.py needs to rebuild the model and its tokenizer; resuming a run needs the rest too.
 MODEL_KEYS = ("model", "model_args", "data_meta")
@@ -26,63 +26,32 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, unsafe or unwritable; the message is one line for the user."""
 
 
-def clean_state_dict(state_dict):
-    """Strip the prefixes that torch.compile and DDP add to parameter names."""
-    prefixes = ("_orig_mod.", "module.")
-    cleaned = {}
-    for key, value in state_dict.items():
-        while key.startswith(prefixes):
-            key = key.split(".", 1)[1]
-        cleaned[key] = value
-    return cleaned
-
-
-def temp_path(out_dir):
-    """Where save_checkpoint writes before the rename: out_dir/ckpt.pt.tmp."""
-    return Path(out_dir) / (CHECKPOINT_NAME + ".tmp")
-
-
-def _remove_file(path):
-    """Delete path if it is a file or a link (never a folder, which we did not make); True if it was there."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-        return True
-    return False
-
-
 def remove_stale_temp(out_dir):
     """Delete the ckpt.pt.tmp that a run killed during a save leaves behind; True if there was one.
 
     Call it when a run starts, before its first save. load_checkpoint does not: sample.py may
     read a run's checkpoint while train.py is writing the next one, and that tmp is not stale.
     """
-    tmp = temp_path(out_dir)
+    tmp = temp_path(Path(out_dir) / CHECKPOINT_NAME)
     try:
-        return _remove_file(tmp)
+        return remove_file(tmp)
     except OSError as e:
         raise CheckpointError(f"cannot remove the leftover {tmp} ({e.strerror}); delete it by hand") from None
 
 
 def save_checkpoint(out_dir, state):
-    """Write `state` to out_dir/ckpt.pt through a temporary file, fsync and a rename.
+    """Write `state` to out_dir/ckpt.pt atomically (atomic.atomic_write).
 
     A crash, a kill or a failed write (disk full, read-only folder) leaves the previous
     checkpoint as it was; a failed write raises CheckpointError saying so.
     """
     path = Path(out_dir) / CHECKPOINT_NAME
-    tmp = temp_path(out_dir)
     try:
-        with open(tmp, "wb") as f:
+        with atomic_write(path, "wb") as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except (OSError, RuntimeError) as e:  # torch reports some write failures as RuntimeError
         kept = "the previous checkpoint there is intact" if path.is_file() else "no checkpoint was saved"
         raise CheckpointError(f"could not write checkpoint to {path} ({_reason(e)}); {kept}") from None
-    finally:
-        with contextlib.suppress(OSError):  # cleaning up must not hide the error that got us here
-            _remove_file(tmp)
     return path
 
 
@@ -125,7 +94,9 @@ def _read_plain_data(path, map_location):
         # without such a name the pickle itself is broken (random bytes, a plain pickle.dump file)
         unsafe = re.search(r"GLOBAL (\S+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
         if unsafe:
-            raise CheckpointError(f"checkpoint {path} holds objects that are not plain data ({unsafe[1]}) and will not be loaded; {FOREIGN}") from None
+            raise CheckpointError(
+                f"checkpoint {path} holds objects that are not plain data ({unsafe[1]}) and will not be loaded; {FOREIGN}"
+            ) from None
         raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint or truncated ({type(e).__name__})") from None
 
 
@@ -137,5 +108,5 @@ def model_from_checkpoint(checkpoint):
     """
     args = {key: value for key, value in checkpoint["model_args"].items() if key not in SPEED_FIELDS}
     model = GPT(GPTConfig(**args))
-    model.load_state_dict(clean_state_dict(checkpoint["model"]))
+    model.load_state_dict(checkpoint["model"])
     return model

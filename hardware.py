@@ -30,6 +30,12 @@ def check_device(name):
         raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N; got {name!r}")
 
 
+def check_dtype(name):
+    """Raise ValueError unless `name` is auto, float32 or bfloat16 (the dtype option of every script)."""
+    if name not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"dtype must be auto, float32 or bfloat16; got {name!r}")
+
+
 def enable_tf32(device):
     """Let float32 matmuls use TF32 tensor cores on CUDA (bf16 autocast covers most of the rest)."""
     if device_type(device) == "cuda":

@@ -18,8 +18,9 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from atomic import atomic_write
+
 METRICS_NAME = "metrics.jsonl"
-CHECKPOINT_NAME = "ckpt.pt"  # written by checkpoint.py; named here so torch-free readers (compare.py) share it
 
 # metrics.jsonl field -> wandb key, per event; wandb's step is the iteration
 WANDB_KEYS = {
@@ -63,9 +64,8 @@ def start_metrics(out_dir, config_record, resumed_at=None):
         config_record = {**config_record, "resumed_at": resumed_at}
         if path.exists():
             kept = [r for r in read_metrics(out_dir) if record_precedes(r, resumed_at)]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in [*kept, config_record]))
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.writelines(json.dumps(r) + "\n" for r in [*kept, config_record])
 
 
 def record_precedes(record, resumed_at):

@@ -79,18 +79,12 @@ def cast_like(param, x):
     return None if param is None else param.to(x.dtype)
 
 
-class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's cannot switch the bias off on older versions)."""
-
-    def __init__(self, ndim, bias):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+class LayerNorm(nn.LayerNorm):
+    """PyTorch's LayerNorm (bias optional), computed in at least float32 whatever the activations' dtype."""
 
     def forward(self, x):
-        # computed in at least float32 whatever the activations' dtype, as autocast does: in bf16 the
-        # weight's gradient, a sum over every token, loses most of its precision
-        return F.layer_norm(at_least_float32(x), self.weight.shape, self.weight, self.bias, 1e-5).to(x.dtype)
+        # as autocast does: in bf16 the weight's gradient, a sum over every token, loses most of its precision
+        return super().forward(at_least_float32(x)).to(x.dtype)
 
 
 class Linear(nn.Linear):

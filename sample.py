@@ -18,7 +18,7 @@ try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as qui
     from checkpoint import MODEL_KEYS, CheckpointError, load_checkpoint, model_from_checkpoint
     from configurator import ConfigError, HelpRequested, load_config
     from data.tokenizer import DataError, tokenizer_from_meta
-    from hardware import autocast, check_device, resolve_device, resolve_dtype
+    from hardware import autocast, check_device, check_dtype, resolve_device, resolve_dtype
 except KeyboardInterrupt:
     if __name__ != "__main__":
         raise
@@ -41,8 +41,7 @@ class SampleConfig:
 
     def __post_init__(self):
         check_device(self.device)
-        if self.dtype not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"dtype must be auto, float32 or bfloat16; got {self.dtype!r}")
+        check_dtype(self.dtype)
         if self.top_k is not None and self.top_k <= 0:
             raise ValueError(f"top_k must be positive or None, got {self.top_k}")
         if self.num_samples <= 0 or self.max_new_tokens < 0:
@@ -79,7 +78,9 @@ def generate_samples(cfg):
     idx = torch.tensor([prompt] * cfg.num_samples, dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     with autocast(device, resolve_dtype(cfg.dtype, device)):
-        out = model.generate(idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, generator=generator, vocab_limit=tokenizer.vocab_size)
+        out = model.generate(
+            idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, generator=generator, vocab_limit=tokenizer.vocab_size
+        )
     return [tokenizer.decode(row.tolist()) for row in out]
 
 

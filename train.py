@@ -20,6 +20,7 @@ import threading
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 
 try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as quietly as one in main()
     import numpy as np
@@ -27,12 +28,12 @@ try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as qui
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from tqdm import tqdm
 
-    from checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, remove_stale_temp, save_checkpoint
+    from checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, model_from_checkpoint, remove_stale_temp, save_checkpoint
     from configurator import ConfigError, HelpRequested, load_config
-    from data.dataset import batch_from_offsets, open_dataset
+    from data.dataset import TokenDataset, batch_from_offsets, open_dataset
     from data.tokenizer import DataError
-    from hardware import autocast, check_device, device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
-    from metrics import CHECKPOINT_NAME, MetricsLog, start_metrics, start_wandb
+    from hardware import autocast, check_device, check_dtype, device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
+    from metrics import MetricsLog, start_metrics, start_wandb
     from model import GPT, SPEED_FIELDS, GPTConfig
 except KeyboardInterrupt:
     if __name__ != "__main__":
@@ -103,7 +104,6 @@ class TrainConfig:
     def __post_init__(self):
         choices = {
             "init_from": ("scratch", "resume"),
-            "dtype": ("auto", "float32", "bfloat16"),
             "wandb_mode": ("", "online", "offline", "disabled"),
             "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
             "sdpa_backend": ("auto", *SDPA_BACKENDS),
@@ -115,6 +115,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         check_device(self.device)
+        check_dtype(self.dtype)
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         GPTConfig(**model_fields(self), **speed_fields(self, self.dtype), vocab_size=self.vocab_size or 1)  # validates the model keys
@@ -140,12 +141,18 @@ CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 def check_cuda_graphs(cfg, micro_steps):
     """Refuse CUDA graphs with gradient accumulation (ConfigError)."""
     if cfg.compile and cfg.compile_mode in CUDA_GRAPH_MODES and micro_steps > 1:
-        raise ConfigError(f"compile_mode={cfg.compile_mode} (CUDA graphs) needs one micro-step per optimizer step per process, "
-                          f"got {micro_steps}; use compile_mode=default or max-autotune-no-cudagraphs, or fewer gradient_accumulation_steps")
+        raise ConfigError(
+            f"compile_mode={cfg.compile_mode} (CUDA graphs) needs one micro-step per optimizer step per process, "
+            f"got {micro_steps}; use compile_mode=default or max-autotune-no-cudagraphs, or fewer gradient_accumulation_steps"
+        )
 
 
-SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
-                 "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+SDPA_BACKENDS = {
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "math": SDPBackend.MATH,
+}
 
 
 class StepContext:
@@ -176,7 +183,11 @@ class StepContext:
 def speed_fields(cfg, dtype):
     """The GPTConfig fields that only change speed (SPEED_FIELDS), as cfg and the resolved dtype ask."""
     explicit_bf16 = not cfg.autocast and dtype == "bfloat16"
-    return {"loss_chunk_size": cfg.loss_chunk_size, "fused_gate_up": cfg.fused_gate_up, "compute_dtype": "bfloat16" if explicit_bf16 else None}
+    return {
+        "loss_chunk_size": cfg.loss_chunk_size,
+        "fused_gate_up": cfg.fused_gate_up,
+        "compute_dtype": "bfloat16" if explicit_bf16 else None,
+    }
 
 
 def padded_vocab_size(data_vocab_size):
@@ -209,6 +220,7 @@ def eval_offsets(count, n_tokens, block_size):
 
 
 def to_device(x, y, device, prefetch):
+    """The batch on `device`; on CUDA with prefetch, through pinned memory so the copy overlaps GPU work."""
     if prefetch and device_type(device) == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
@@ -257,7 +269,7 @@ def eval_batches(splits, cfg, device):
     for name, tokens in splits.items():
         offsets = eval_offsets(cfg.eval_iters * cfg.batch_size, len(tokens), cfg.block_size)
         x, y = batch_from_offsets(tokens, offsets, cfg.block_size)
-        batches[name] = list(zip(x.to(device).split(cfg.batch_size), y.to(device).split(cfg.batch_size)))
+        batches[name] = list(zip(x.to(device).split(cfg.batch_size), y.to(device).split(cfg.batch_size), strict=True))
     return batches
 
 
@@ -299,7 +311,9 @@ def setup_distributed(cfg):
         return 0, 1, device
     rank, local_rank, world_size = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
     if cfg.gradient_accumulation_steps % world_size:
-        raise ConfigError(f"gradient_accumulation_steps ({cfg.gradient_accumulation_steps}) must be a multiple of the number of processes ({world_size})")
+        raise ConfigError(
+            f"gradient_accumulation_steps ({cfg.gradient_accumulation_steps}) must be a multiple of the number of processes ({world_size})"
+        )
     if device_type(device) == "cuda":
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
@@ -313,7 +327,9 @@ def load_data(cfg):
     for split in ("train", "val"):
         n = len(getattr(data, split))
         if n <= cfg.block_size:
-            raise DataError(f"the {split} split of {cfg.data_dir} has {n} tokens; block_size={cfg.block_size} needs at least {cfg.block_size + 1}")
+            raise DataError(
+                f"the {split} split of {cfg.data_dir} has {n} tokens; block_size={cfg.block_size} needs at least {cfg.block_size + 1}"
+            )
     return data
 
 
@@ -328,12 +344,16 @@ def build_model(cfg, data, checkpoint, dtype):
         saved = checkpoint["model_args"]
         for key, value in model_fields(cfg).items():
             if saved.get(key) != value:
-                raise ConfigError(f"init_from=resume: the checkpoint in {cfg.out_dir} has {key}={saved.get(key)!r}, the config says {value!r}")
+                raise ConfigError(
+                    f"init_from=resume: the checkpoint in {cfg.out_dir} has {key}={saved.get(key)!r}, the config says {value!r}"
+                )
         model = model_from_checkpoint(checkpoint)
         for key, value in speed.items():  # speed switches may change across a resume
             setattr(model.config, key, value)
     if data.vocab_size > model.config.vocab_size:
-        raise DataError(f"the data's vocabulary ({data.vocab_size} tokens) is larger than the model's vocab_size ({model.config.vocab_size})")
+        raise DataError(
+            f"the data's vocabulary ({data.vocab_size} tokens) is larger than the model's vocab_size ({model.config.vocab_size})"
+        )
     return model
 
 
@@ -347,19 +367,30 @@ def same_dataset_fields(meta):
     return {key: value for key, value in meta.items() if key != "max_token_id"}
 
 
-def initial_state(cfg, checkpoint, data):
+def initial_counters(cfg, checkpoint, data):
     """The loop's counters: fresh, or where the checkpoint left off (after checking it is the same run)."""
     if checkpoint is None:
-        return {"iter": 0, "best_val_loss": float("inf"), "val_loss": None, "elapsed": 0.0, "wandb_run_id": None}
+        return {"iter": 0, "best_val_loss": float("inf"), "val_loss": None, "elapsed_before": 0.0, "wandb_run_id": None}
     if cfg.max_iters < checkpoint["iter"]:  # the run would end before its own checkpoint
-        raise ConfigError(f"init_from=resume: the checkpoint in {cfg.out_dir} is at iteration {checkpoint['iter']}, "
-                          f"past max_iters={cfg.max_iters}; give max_iters >= {checkpoint['iter']} to finish or extend the run")
+        raise ConfigError(
+            f"init_from=resume: the checkpoint in {cfg.out_dir} is at iteration {checkpoint['iter']}, "
+            f"past max_iters={cfg.max_iters}; give max_iters >= {checkpoint['iter']} to finish or extend the run"
+        )
     for key in RUN_DEFINING_KEYS:
         if checkpoint["config"][key] != getattr(cfg, key):
-            raise ConfigError(f"init_from=resume: the checkpoint was trained with {key}={checkpoint['config'][key]!r}, the config says {getattr(cfg, key)!r}")
+            raise ConfigError(
+                f"init_from=resume: the checkpoint was trained with {key}={checkpoint['config'][key]!r}, "
+                f"the config says {getattr(cfg, key)!r}"
+            )
     if same_dataset_fields(checkpoint["data_meta"]) != same_dataset_fields(data.meta):
         raise ConfigError(f"init_from=resume: {cfg.data_dir} is not the dataset the checkpoint in {cfg.out_dir} was trained on")
-    return {k: checkpoint[k] for k in ("iter", "best_val_loss", "val_loss", "elapsed", "wandb_run_id")}
+    return {
+        "iter": checkpoint["iter"],
+        "best_val_loss": checkpoint["best_val_loss"],
+        "val_loss": checkpoint["val_loss"],
+        "elapsed_before": checkpoint["elapsed"],
+        "wandb_run_id": checkpoint["wandb_run_id"],
+    }
 
 
 def restore_optimizer(optimizer, checkpoint, cfg):
@@ -372,6 +403,7 @@ def restore_optimizer(optimizer, checkpoint, cfg):
 
 
 def rng_state():
+    """This process's dropout RNG state (CPU, and CUDA where there is one), for the checkpoint."""
     return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
 
 
@@ -389,33 +421,130 @@ def train(cfg):
     """Train as cfg says; returns a summary dict (final and best val loss, iterations, tokens, time)."""
     rank, world_size, device = setup_distributed(cfg)
     try:
-        return _train(cfg, rank, world_size, device)
+        run = start_run(cfg, rank, world_size, device)
+        return finish_run(run, train_loop(run))
     finally:
         if world_size > 1:
             torch.distributed.destroy_process_group()
 
 
-def _train(cfg, rank, world_size, device):
-    master = rank == 0
-    micro_steps = cfg.gradient_accumulation_steps // world_size
-    check_cuda_graphs(cfg, micro_steps)
+@dataclass
+class TrainingRun:
+    """What the training loop works with: built once by start_run, its counters updated as it goes."""
+
+    cfg: TrainConfig
+    rank: int
+    world_size: int
+    device: str
+    data: TokenDataset
+    raw_model: GPT
+    model: torch.nn.Module  # raw_model, compiled and wrapped in DDP as asked
+    optimizer: torch.optim.Optimizer
+    ctx: StepContext
+    fixed_batches: dict  # each split's evaluation batches (eval_batches)
+    log: MetricsLog | None  # rank 0 only
+    report: dict  # raw_model.param_report(): parameter counts, FLOPs per token
+    peak: float | None  # the device's peak FLOP/s, for MFU
+    iter: int
+    best_val_loss: float
+    val_loss: float | None
+    elapsed_before: float  # wall time of the earlier parts of a resumed run
+    wandb_run_id: str | None
+    last_saved: int | None  # the iteration of the checkpoint in out_dir
+    first_bad: torch.Tensor  # first iteration whose loss was not finite, -1 if none; read only at sync points
+    bar: tqdm | None = None  # the progress bar, shown by rank 0
+    started: float = 0.0  # when this part of the run began training (after start-up)
+    # tokens/s is measured over the window since the last train record, evaluation time left out
+    window_start: float = 0.0
+    window_iter: int = 0
+    eval_seconds: float = 0.0
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+    @property
+    def micro_steps(self):
+        return self.cfg.gradient_accumulation_steps // self.world_size
+
+    @property
+    def tokens_per_iter(self):
+        return self.cfg.batch_size * self.cfg.gradient_accumulation_steps * self.cfg.block_size
+
+    def elapsed(self):
+        """Wall time of the whole run, resumed parts included."""
+        return self.elapsed_before + time.time() - self.started
+
+    def progress(self):
+        """The fields every train and eval record starts with."""
+        return {
+            "iter": self.iter,
+            "tokens": self.iter * self.tokens_per_iter,
+            "flops": self.iter * self.tokens_per_iter * self.report["flops_per_token"],
+            "time": self.elapsed(),
+        }
+
+
+def train_loop(run):
+    """Step until max_iters or a signal, evaluating, logging and saving on the way; returns the signal that stopped it, if any."""
+    cfg = run.cfg
+    with stop_on_signals() as stop:
+        if run.iter == 0:
+            evaluate(run)
+        batch = micro_batch(run, 0)
+        while run.iter < cfg.max_iters:
+            lr = get_lr(run.iter, cfg)
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr
+            loss_sum, batch = train_step(
+                run.model, run.optimizer, batch, partial(micro_batch, run), run.micro_steps, cfg.grad_clip, run.ctx
+            )
+            run.first_bad = torch.where((run.first_bad < 0) & ~torch.isfinite(loss_sum), run.iter, run.first_bad)
+            run.iter += 1
+            run.bar.update(1)
+
+            at_end = run.iter == cfg.max_iters
+            at_log = run.iter % cfg.log_interval == 0 or at_end
+            if at_log:
+                log_training(run, loss_sum, lr)  # raises TrainingError if a loss so far was not finite
+            stop_signal = signal_to_stop(run, stop, at_log)
+            if run.iter % cfg.eval_interval == 0 or at_end:
+                improved = evaluate(run)  # raises TrainingError too
+                if improved or cfg.always_save_checkpoint or at_end:
+                    save(run)
+            if stop_signal and not at_end:
+                check_finite(run)
+                save(run)
+                if run.master:
+                    run.bar.write(
+                        f"stopped by signal {stop_signal} at iteration {run.iter}; checkpoint saved, continue with --init_from=resume",
+                        file=sys.stderr,
+                    )
+                run.bar.close()
+                return stop_signal
+    run.bar.close()
+    return None
+
+
+def start_run(cfg, rank, world_size, device):
+    """Everything the loop needs: data, model, optimizer, metrics, fresh or from out_dir's checkpoint."""
+    check_cuda_graphs(cfg, cfg.gradient_accumulation_steps // world_size)
     data = load_data(cfg)
     try:
         os.makedirs(cfg.out_dir, exist_ok=True)
     except OSError as e:  # a file of that name, or no permission
         raise ConfigError(f"out_dir {cfg.out_dir} cannot be used as a folder: {e.strerror}") from None
-    if master:
+    if rank == 0:
         remove_stale_temp(cfg.out_dir)  # left by a kill during a save; ckpt.pt itself is whole
     checkpoint = None
     if cfg.init_from == "resume":
         checkpoint = load_checkpoint(cfg.out_dir, map_location=device)
     elif os.path.exists(os.path.join(cfg.out_dir, CHECKPOINT_NAME)):
         raise ConfigError(f"{cfg.out_dir} already holds a checkpoint; continue it with --init_from=resume or choose another out_dir")
-    state = initial_state(cfg, checkpoint, data)
+    counters = initial_counters(cfg, checkpoint, data)
 
     dtype = resolve_dtype(cfg.dtype, device)
     enable_tf32(device)
-    ctx = StepContext(cfg, device, dtype)
     raw_model = build_model(cfg, data, checkpoint, dtype).to(device)
     optimizer = make_optimizer(raw_model, cfg, device)
     if checkpoint is not None:
@@ -427,141 +556,193 @@ def _train(cfg, rank, world_size, device):
     if world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device_type(device) == "cuda" else None)
 
-    tokens_per_iter = cfg.batch_size * cfg.gradient_accumulation_steps * cfg.block_size
-    report = raw_model.param_report()
-    flops_per_iter = report["flops_per_token"] * tokens_per_iter
-    peak = peak_flops(device, cfg.peak_tflops)
-    run_config = {"config": asdict(cfg), "model": report, "data": data.meta, "tokens_per_iter": tokens_per_iter, "world_size": world_size}
-
-    log = None
-    if master:
+    run = TrainingRun(
+        cfg=cfg,
+        rank=rank,
+        world_size=world_size,
+        device=device,
+        data=data,
+        raw_model=raw_model,
+        model=model,
+        optimizer=optimizer,
+        ctx=StepContext(cfg, device, dtype),
+        fixed_batches=eval_batches({"train": data.train, "val": data.val}, cfg, device),
+        log=None,
+        report=raw_model.param_report(),
+        peak=peak_flops(device, cfg.peak_tflops),
+        **counters,
+        last_saved=counters["iter"] if checkpoint is not None else None,
+        first_bad=torch.full((), -1, device=device),
+    )
+    if run.master:
         print(raw_model.param_report_line())
-        print(f"device {device}, dtype {dtype}, {world_size} process(es), {tokens_per_iter:,} tokens per iteration")
-        wandb_run = None
-        if cfg.wandb_log:
-            wandb_config = {**asdict(cfg), **report, "tokens_per_iter": tokens_per_iter, "data": data.meta}
-            wandb_run = start_wandb(cfg.wandb_project, cfg.wandb_group, cfg.wandb_run_name, cfg.wandb_mode, wandb_config, state["wandb_run_id"], cfg.out_dir)
-            state["wandb_run_id"] = wandb_run.id
-        start_metrics(cfg.out_dir, {"event": "config", **run_config}, resumed_at=state["iter"] if checkpoint else None)
-        log = MetricsLog(cfg.out_dir, wandb_run)
+        print(f"device {device}, dtype {dtype}, {world_size} process(es), {run.tokens_per_iter:,} tokens per iteration")
+        run.log = open_metrics(run, resumed=checkpoint is not None)
+    run.started = run.window_start = time.time()  # the clock starts with training, after wandb's start-up
+    run.window_iter = run.iter
+    run.bar = tqdm(total=cfg.max_iters, initial=run.iter, disable=None if run.master else True, dynamic_ncols=True)
+    return run
 
-    def save(it, val_loss):
-        """Every process takes part (its RNG state is gathered); rank 0 writes."""
-        rngs = [rng_state()]
-        if world_size > 1:
-            rngs = [None] * world_size
-            torch.distributed.all_gather_object(rngs, rng_state())
-        if not master:
-            return
-        save_checkpoint(cfg.out_dir, {
-            "model": raw_model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "model_args": asdict(raw_model.config),
-            "config": asdict(cfg),
-            "data_meta": data.meta,
-            "iter": it,  # also the data position: batches are a function of (seed, iter)
-            "best_val_loss": state["best_val_loss"],
-            "val_loss": val_loss,
-            "elapsed": elapsed(),
-            "wandb_run_id": state["wandb_run_id"],
-            "rng": rngs,  # one state per process: each has its own dropout stream
-        })
 
-    fixed_eval_batches = eval_batches({"train": data.train, "val": data.val}, cfg, device)
-    start_time = time.time()
+def open_metrics(run, resumed):
+    """metrics.jsonl begun (or continued) with this run's config line, and the wandb run if asked for."""
+    cfg, report, meta = run.cfg, run.report, run.data.meta
+    wandb_run = None
+    if cfg.wandb_log:
+        wandb_config = {**asdict(cfg), **report, "tokens_per_iter": run.tokens_per_iter, "data": meta}
+        wandb_run = start_wandb(
+            cfg.wandb_project, cfg.wandb_group, cfg.wandb_run_name, cfg.wandb_mode, wandb_config, run.wandb_run_id, cfg.out_dir
+        )
+        run.wandb_run_id = wandb_run.id
+    config_record = {
+        "event": "config",
+        "config": asdict(cfg),
+        "model": report,
+        "data": meta,
+        "tokens_per_iter": run.tokens_per_iter,
+        "world_size": run.world_size,
+    }
+    start_metrics(cfg.out_dir, config_record, resumed_at=run.iter if resumed else None)
+    return MetricsLog(cfg.out_dir, wandb_run)
 
-    def elapsed():
-        """Wall time of the whole run, resumed parts included."""
-        return state["elapsed"] + time.time() - start_time
 
-    it, last_val = state["iter"], state["val_loss"]
-    first_bad = torch.full((), -1, device=device)  # first iteration whose loss was not finite; checked at sync points
-    bar = tqdm(total=cfg.max_iters, initial=it, disable=None if master else True, dynamic_ncols=True)
-    window = {"time": time.time(), "iter": it, "eval_time": 0.0}
+def micro_batch(run, k):
+    """Micro-batch k of this process for the current iteration; k == micro_steps is the next iteration's first."""
+    steps = run.micro_steps
+    return get_batch(run.data.train, run.cfg, run.iter + k // steps, run.rank * steps + k % steps, run.device)
 
-    def check_finite(last_saved):
-        if world_size > 1:  # all processes must stop together, or the others wait forever
-            torch.distributed.all_reduce(first_bad, op=torch.distributed.ReduceOp.MAX)
-        bad = int(first_bad.item())
-        if bad >= 0:
-            kept = f"the checkpoint in {cfg.out_dir} is from iteration {last_saved}" if last_saved is not None else "no checkpoint was saved"
-            raise TrainingError(f"loss became non-finite at iteration {bad}; stopped without saving, {kept}")
 
-    def evaluate(it):
-        nonlocal last_val
-        t0 = time.time()
-        losses = estimate_loss(model, fixed_eval_batches, ctx)
-        last_val = losses["val"]
-        improved = last_val < state["best_val_loss"]
-        state["best_val_loss"] = min(state["best_val_loss"], last_val)
-        if master:
-            log.write({"event": "eval", "iter": it, "tokens": it * tokens_per_iter, "flops": it * flops_per_iter, "time": elapsed(),
-                       "train_loss": losses["train"], "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
-            bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {last_val:.4f}")
-        window["eval_time"] += time.time() - t0
-        return improved
+def check_finite(run):
+    """Raise TrainingError if a loss so far was not finite (a collective: every process calls it and stops together)."""
+    if run.world_size > 1:  # all processes must stop together, or the others wait forever
+        torch.distributed.all_reduce(run.first_bad, op=torch.distributed.ReduceOp.MAX)
+    bad = int(run.first_bad.item())
+    if bad >= 0:
+        kept = (
+            f"the checkpoint in {run.cfg.out_dir} is from iteration {run.last_saved}"
+            if run.last_saved is not None
+            else "no checkpoint was saved"
+        )
+        raise TrainingError(f"loss became non-finite at iteration {bad}; stopped without saving, {kept}")
 
-    last_saved = it if checkpoint is not None else None
-    with stop_on_signals() as stop:
-        if it == 0:
-            evaluate(0)
-        def fetch(k):
-            """Micro-batch k of this process for iteration `it`; k == micro_steps is the next iteration's first."""
-            return get_batch(data.train, cfg, it + k // micro_steps, rank * micro_steps + k % micro_steps, device)
 
-        batch = fetch(0)
-        while it < cfg.max_iters:
-            lr = get_lr(it, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss_sum, batch = train_step(model, optimizer, batch, fetch, micro_steps, cfg.grad_clip, ctx)
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss_sum), it, first_bad)
-            it += 1
-            bar.update(1)
+def log_training(run, loss_sum, lr):
+    """The train record: the loss of the whole batch, lr, and throughput since the last one (evaluation time left out).
 
-            at_end = it == cfg.max_iters
-            if it % cfg.log_interval == 0 or at_end:
-                check_finite(last_saved)
-                now = time.time()
-                tokens_per_s = (it - window["iter"]) * tokens_per_iter / max(1e-9, now - window["time"] - window["eval_time"])
-                mfu = report["flops_per_token"] * tokens_per_s / (peak * world_size) if peak else None
-                window.update(time=now, iter=it, eval_time=0.0)
-                if world_size > 1:  # the loss of the whole batch, not of rank 0's slice
-                    torch.distributed.all_reduce(loss_sum, op=torch.distributed.ReduceOp.AVG)
-                if master:
-                    loss_value = loss_sum.item()
-                    log.write({"event": "train", "iter": it, "tokens": it * tokens_per_iter, "flops": it * flops_per_iter, "time": elapsed(),
-                               "loss": loss_value, "lr": lr, "tokens_per_s": tokens_per_s, "mfu": mfu})
-                    bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{tokens_per_s:,.0f}")
-                    if bar.disable:
-                        print(f"iter {it}: loss {loss_value:.4f}, lr {lr:.2e}, {tokens_per_s:,.0f} tokens/s" + (f", MFU {mfu:.1%}" if mfu else ""))
-                if world_size > 1:
-                    flag = torch.tensor(float(stop["signal"] is not None), device=device)
-                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                    stop["signal"] = stop["signal"] or (signal.SIGTERM if flag.item() else None)
-            if it % cfg.eval_interval == 0 or at_end:
-                improved = evaluate(it)
-                check_finite(last_saved)
-                if improved or cfg.always_save_checkpoint or at_end:
-                    save(it, last_val)
-                    last_saved = it
-            # with several processes the flag is only agreed on at log points, and all must stop together
-            if stop["signal"] and not at_end and (world_size == 1 or it % cfg.log_interval == 0):
-                check_finite(last_saved)
-                save(it, last_val)
-                if master:
-                    bar.write(f"stopped by signal {stop['signal']} at iteration {it}; checkpoint saved, continue with --init_from=resume", file=sys.stderr)
-                break
-    bar.close()
+    Checks first that every loss so far was finite (check_finite), so a diverged run stops here.
+    """
+    check_finite(run)
+    now = time.time()
+    tokens_per_s = (run.iter - run.window_iter) * run.tokens_per_iter / max(1e-9, now - run.window_start - run.eval_seconds)
+    mfu = run.report["flops_per_token"] * tokens_per_s / (run.peak * run.world_size) if run.peak else None
+    run.window_start, run.window_iter, run.eval_seconds = now, run.iter, 0.0
+    if run.world_size > 1:  # the loss of the whole batch, not of rank 0's slice
+        torch.distributed.all_reduce(loss_sum, op=torch.distributed.ReduceOp.AVG)
+    if not run.master:
+        return
+    loss = loss_sum.item()
+    run.log.write({"event": "train", **run.progress(), "loss": loss, "lr": lr, "tokens_per_s": tokens_per_s, "mfu": mfu})
+    run.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}")
+    if run.bar.disable:
+        print(f"iter {run.iter}: loss {loss:.4f}, lr {lr:.2e}, {tokens_per_s:,.0f} tokens/s" + (f", MFU {mfu:.1%}" if mfu else ""))
 
-    summary = {"iter": it, "tokens": it * tokens_per_iter, "time": elapsed(), "best_val_loss": state["best_val_loss"],
-               "final_val_loss": last_val, "interrupted": it < cfg.max_iters, "signal": stop["signal"], "out_dir": cfg.out_dir, **report}
-    if master:
-        if it == cfg.max_iters:
-            log.write({"event": "end", "iter": it, "tokens": it * tokens_per_iter, "time": summary["time"],
-                       "best_val_loss": state["best_val_loss"], "final_val_loss": last_val})
-        log.close({"best_val_loss": state["best_val_loss"], "final_val_loss": last_val})
-        print(f"done: {it} iterations, {summary['tokens']:,} tokens, {summary['time']:.1f}s, best val loss {state['best_val_loss']:.4f}")
+
+def signal_to_stop(run, stop, at_log):
+    """The signal that stops training at this iteration, or None.
+
+    One process stops at the first iteration after a signal. Several must save and stop at the
+    same iteration, so they decide together at log points only, in a collective every process
+    calls, and a signal seen by any of them stops all.
+    """
+    if run.world_size == 1:
+        return stop["signal"]
+    if not at_log:
+        return None
+    flag = torch.tensor(float(stop["signal"] is not None), device=run.device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return (stop["signal"] or signal.SIGTERM) if flag.item() else None
+
+
+def evaluate(run):
+    """Evaluate on the fixed batches and log it; True when the val loss is the best so far.
+
+    Then checks that every loss so far was finite (check_finite): a diverged run is never saved.
+    """
+    t0 = time.time()
+    losses = estimate_loss(run.model, run.fixed_batches, run.ctx)
+    run.val_loss = losses["val"]
+    improved = run.val_loss < run.best_val_loss
+    run.best_val_loss = min(run.best_val_loss, run.val_loss)
+    if run.master:
+        run.log.write(
+            {
+                "event": "eval",
+                **run.progress(),
+                "train_loss": losses["train"],
+                "val_loss": run.val_loss,
+                "val_ppl": math.exp(min(run.val_loss, 50)),
+            }
+        )
+        run.bar.write(f"iter {run.iter}: train loss {losses['train']:.4f}, val loss {run.val_loss:.4f}")
+    run.eval_seconds += time.time() - t0
+    check_finite(run)
+    return improved
+
+
+def save(run):
+    """Checkpoint the run: every process takes part (its RNG state is gathered), rank 0 writes."""
+    rngs = [rng_state()]
+    if run.world_size > 1:
+        rngs = [None] * run.world_size
+        torch.distributed.all_gather_object(rngs, rng_state())
+    if run.master:
+        save_checkpoint(
+            run.cfg.out_dir,
+            {
+                "model": run.raw_model.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "model_args": asdict(run.raw_model.config),
+                "config": asdict(run.cfg),
+                "data_meta": run.data.meta,
+                "iter": run.iter,  # also the data position: batches are a function of (seed, iter)
+                "best_val_loss": run.best_val_loss,
+                "val_loss": run.val_loss,
+                "elapsed": run.elapsed(),
+                "wandb_run_id": run.wandb_run_id,
+                "rng": rngs,  # one state per process: each has its own dropout stream
+            },
+        )
+    run.last_saved = run.iter
+
+
+def finish_run(run, stopped_by):
+    """Write the end record (when max_iters was reached) and close the logs; returns the run's summary."""
+    cfg = run.cfg
+    summary = {
+        "iter": run.iter,
+        "tokens": run.iter * run.tokens_per_iter,
+        "time": run.elapsed(),
+        "best_val_loss": run.best_val_loss,
+        "final_val_loss": run.val_loss,
+        "interrupted": run.iter < cfg.max_iters,
+        "signal": stopped_by,
+        "out_dir": cfg.out_dir,
+        **run.report,
+    }
+    if run.master:
+        if run.iter == cfg.max_iters:
+            run.log.write(
+                {
+                    "event": "end",
+                    "iter": run.iter,
+                    "tokens": summary["tokens"],
+                    "time": summary["time"],
+                    "best_val_loss": run.best_val_loss,
+                    "final_val_loss": run.val_loss,
+                }
+            )
+        run.log.close({"best_val_loss": run.best_val_loss, "final_val_loss": run.val_loss})
+        print(f"done: {run.iter} iterations, {summary['tokens']:,} tokens, {summary['time']:.1f}s, best val loss {run.best_val_loss:.4f}")
     return summary
 
 

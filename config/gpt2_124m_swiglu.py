@@ -2,7 +2,7 @@
 # nanoGPT's recipe: ~0.5M tokens per iteration (12 x 1024 x 40). On 8 GPUs:
 #   torchrun --standalone --nproc_per_node=8 train.py config/gpt2_124m_swiglu.py
 # Data: any large corpus, e.g.
-#   python data/prepare.py --hf-dataset HuggingFaceFW/fineweb-edu --hf-config sample-10BT --out-dir data/fineweb-edu
+#   python data/prepare.py --hf_dataset=HuggingFaceFW/fineweb-edu --hf_config=sample-10BT --out_dir=data/fineweb-edu
 data_dir = "data/fineweb-edu"
 out_dir = "out/gpt2_124m_swiglu"
 mlp = "swiglu"

@@ -1,6 +1,6 @@
 # nanoGPT's "baby GPT" on character-level Shakespeare, with a SwiGLU MLP (twin: shakespeare_char_gelu.py).
 # Small data, 10M parameters: it overfits, so dropout is on and the best val loss is what counts.
-#   python data/prepare.py --input ../shared/corpora/shakespeare --tokenizer char --out-dir data/shakespeare_char
+#   python data/prepare.py ../shared/corpora/shakespeare --tokenizer=char --out_dir=data/shakespeare_char
 #   python train.py config/shakespeare_char_swiglu.py
 data_dir = "data/shakespeare_char"
 out_dir = "out/shakespeare_char_swiglu"

@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.tokenizer import DataError, Tokenizer, tokenizer_from_meta
+from data.tokenizer import DataError
 
 DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
 # The meta.json keys this reader uses and the JSON type of each; int means a non-negative integer.
-REQUIRED_META = {"tokenizer": str, "vocab_size": int, "eot_id": int, "dtype": str,
-                 "train_tokens": int, "val_tokens": int}
+REQUIRED_META = {"tokenizer": str, "vocab_size": int, "eot_id": int, "dtype": str, "train_tokens": int, "val_tokens": int}
 # max_token_id (the largest id in train.bin and val.bin) is absent from folders written before
 # prepare recorded it; vocab is there for the char tokenizer only.
 OPTIONAL_META = {"max_token_id": int, "vocab": str}
@@ -35,21 +34,16 @@ class TokenDataset:
     def vocab_size(self) -> int:
         return self.meta["vocab_size"]
 
-    def tokenizer(self) -> Tokenizer:
-        """The tokenizer the dataset was prepared with."""
-        return tokenizer_from_meta(self.meta)
 
-
-def open_dataset(data_dir: str | Path, *, check_ids: bool = True) -> TokenDataset:
+def open_dataset(data_dir: str | Path) -> TokenDataset:
     """Open and validate a prepared folder; raise DataError saying what is wrong.
 
     Checks that meta.json is complete and well typed, that each bin file holds
     exactly the recorded number of tokens of the recorded dtype, and that every id
     is below the vocab size. The last check reads no token when meta.json records
     max_token_id (as data/prepare.py does): that number is compared with the vocab
-    size, whatever check_ids says, so opening costs the same for any corpus size.
-    Only a folder written before max_token_id existed has its ids scanned (in
-    bounded chunks, every token once); check_ids=False skips that scan.
+    size, so opening costs the same for any corpus size. Only a folder written
+    before max_token_id existed has its ids scanned (in bounded chunks, every token once).
     """
     data_dir = Path(data_dir)
     hint = "prepare it with: python data/prepare.py --help"
@@ -59,13 +53,11 @@ def open_dataset(data_dir: str | Path, *, check_ids: bool = True) -> TokenDatase
     dtype = np.dtype(DTYPES[meta["dtype"]])
     if meta["vocab_size"] > np.iinfo(dtype).max + 1:
         raise DataError(f"{data_dir}/meta.json: vocab size {meta['vocab_size']} does not fit dtype {dtype.name}")
-    splits = {split: _open_split(data_dir / f"{split}.bin", dtype, meta[f"{split}_tokens"], hint)
-              for split in ("train", "val")}
+    splits = {split: _open_split(data_dir / f"{split}.bin", dtype, meta[f"{split}_tokens"], hint) for split in ("train", "val")}
     if "max_token_id" in meta:
         if meta["max_token_id"] >= meta["vocab_size"]:
-            raise DataError(f"{data_dir}/meta.json: max_token_id {meta['max_token_id']} is not below "
-                            f"vocab_size {meta['vocab_size']}")
-    elif check_ids:
+            raise DataError(f"{data_dir}/meta.json: max_token_id {meta['max_token_id']} is not below vocab_size {meta['vocab_size']}")
+    else:
         for split, tokens in splits.items():
             _check_ids(tokens, meta["vocab_size"], data_dir / f"{split}.bin")
     return TokenDataset(data_dir, meta, splits["train"], splits["val"])
@@ -104,8 +96,9 @@ def _open_split(path: Path, dtype: np.dtype, expected_tokens: int, hint: str) ->
         raise DataError(f"{path} is missing ({hint})")
     size = path.stat().st_size
     if size % dtype.itemsize:
-        raise DataError(f"{path} has {size} bytes, not a multiple of {dtype.itemsize} ({dtype.name}): "
-                        f"the file is truncated or not from this dataset")
+        raise DataError(
+            f"{path} has {size} bytes, not a multiple of {dtype.itemsize} ({dtype.name}): the file is truncated or not from this dataset"
+        )
     if size // dtype.itemsize != expected_tokens:
         raise DataError(f"{path} holds {size // dtype.itemsize} tokens but meta.json says {expected_tokens}")
     if expected_tokens == 0:
@@ -115,7 +108,7 @@ def _open_split(path: Path, dtype: np.dtype, expected_tokens: int, hint: str) ->
 
 def _check_ids(tokens: np.ndarray, vocab_size: int, path: Path) -> None:
     for start in range(0, len(tokens), ID_CHECK_CHUNK):
-        largest = int(tokens[start:start + ID_CHECK_CHUNK].max())
+        largest = int(tokens[start : start + ID_CHECK_CHUNK].max())
         if largest >= vocab_size:
             raise DataError(f"{path} holds token id {largest}, not below the vocab size {vocab_size}")
 
@@ -127,8 +120,6 @@ def batch_from_offsets(tokens: np.ndarray, offsets, block_size: int) -> tuple[to
     """
     offsets = np.asarray(offsets, dtype=np.int64).reshape(-1)
     if offsets.size == 0 or offsets.min() < 0 or offsets.max() + block_size + 1 > len(tokens):
-        raise ValueError(f"need at least one offset, each in [0, {len(tokens) - block_size - 1}] "
-                         f"for block size {block_size}")
-    windows = torch.from_numpy(np.stack([np.asarray(tokens[o:o + block_size + 1], dtype=np.int64)
-                                         for o in offsets]))
+        raise ValueError(f"need at least one offset, each in [0, {len(tokens) - block_size - 1}] for block size {block_size}")
+    windows = torch.from_numpy(np.stack([np.asarray(tokens[o : o + block_size + 1], dtype=np.int64) for o in offsets]))
     return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()

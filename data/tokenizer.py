@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import tiktoken
-
-ENDOFTEXT = "<|endoftext|>"
 
 # The character-level tokenizer separates documents with NUL. Text files never
 # contain it (data/prepare.py treats files with NUL bytes as binary), so the
 # separator cannot collide with a character of the corpus.
 CHAR_SEPARATOR = "\x00"
+UNKNOWN = np.iinfo(np.uint32).max  # what CharTokenizer looks up for a character outside its vocabulary
 
 # tiktoken builds "gpt2" from two files (vocab.bpe, encoder.json) and "r50k_base"
 # from one; the tokens are identical, so either cached copy will do.
@@ -39,9 +39,12 @@ class Tokenizer:
     vocab_size: int
     eot_id: int
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ordinary text; special tokens in it are treated as plain text."""
+    def encode_to_numpy(self, text: str) -> np.ndarray:
+        """Token ids of ordinary text as a uint32 array; special tokens in it are plain text."""
         raise NotImplementedError
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_to_numpy(text).tolist()
 
     def decode(self, ids) -> str:
         """Text of a sequence of token ids (the end-of-text id included)."""
@@ -51,23 +54,25 @@ class Tokenizer:
         """The fields meta.json needs to rebuild this tokenizer."""
         return {"tokenizer": self.name, "vocab_size": self.vocab_size, "eot_id": self.eot_id}
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} vocab_size={self.vocab_size}>"
-
 
 class TiktokenTokenizer(Tokenizer):
     """A tiktoken `Encoding` with an `<|endoftext|>` special token."""
 
     def __init__(self, encoding: tiktoken.Encoding, name: str | None = None):
-        if ENDOFTEXT not in encoding.special_tokens_set:
-            raise DataError(f"tiktoken encoding {encoding.name!r} has no {ENDOFTEXT} token")
+        if "<|endoftext|>" not in encoding.special_tokens_set:
+            raise DataError(f"tiktoken encoding {encoding.name!r} has no <|endoftext|> token")
         self.encoding = encoding
         self.name = name or encoding.name
         self.vocab_size = encoding.n_vocab
         self.eot_id = encoding.eot_token
 
-    def encode(self, text: str) -> list[int]:
-        return self.encoding.encode_ordinary(text)
+    def encode_to_numpy(self, text: str) -> np.ndarray:
+        # tiktoken releases the GIL while it encodes, so threads encode in parallel
+        try:
+            return self.encoding.encode_to_numpy(text, disallowed_special=())
+        except UnicodeEncodeError:  # lone surrogates (a str from a caller; UTF-8 files have none): replaced, as encode() does
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            return self.encoding.encode_to_numpy(text, disallowed_special=())
 
     def decode(self, ids) -> str:
         return self.encoding.decode([int(i) for i in ids])
@@ -86,41 +91,28 @@ class CharTokenizer(Tokenizer):
         if any(len(c) != 1 for c in chars):
             raise DataError("a char vocabulary must be a list of single characters")
         self.vocab = sorted(chars)
-        self._ids = {c: i for i, c in enumerate(self.vocab)}
         self.vocab_size = len(self.vocab)
-        self.eot_id = self._ids[CHAR_SEPARATOR]
+        self.eot_id = self.vocab.index(CHAR_SEPARATOR)
+        # id of each code point up to the largest in the vocabulary, then one UNKNOWN for any beyond
+        code_points = [ord(c) for c in self.vocab]
+        self.id_of = np.full(max(code_points) + 2, UNKNOWN, dtype=np.uint32)
+        self.id_of[code_points] = np.arange(self.vocab_size)
 
-    def encode(self, text: str) -> list[int]:
+    def encode_to_numpy(self, text: str) -> np.ndarray:
         if CHAR_SEPARATOR in text:
             raise DataError("text contains NUL, which the char tokenizer reserves as document separator")
-        ids = self._ids
-        try:
-            return [ids[c] for c in text]
-        except KeyError as e:
-            raise DataError(f"character {e.args[0]!r} is not in the char vocabulary") from None
+        code_points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        ids = self.id_of.take(code_points, mode="clip")
+        if (unknown := ids == UNKNOWN).any():
+            raise DataError(f"character {chr(code_points[unknown.argmax()])!r} is not in the char vocabulary")
+        return ids
 
     def decode(self, ids) -> str:
-        vocab = self.vocab
-        return "".join(vocab[int(i)] for i in ids)
+        return "".join(self.vocab[int(i)] for i in ids)
 
     def meta(self) -> dict:
-        # one string, in id order: readable in meta.json and accepted by char_tokenizer
+        # one string, in id order: readable in meta.json and accepted by CharTokenizer
         return {**super().meta(), "vocab": "".join(self.vocab)}
-
-
-def tiktoken_tokenizer(encoding: tiktoken.Encoding, name: str | None = None) -> Tokenizer:
-    """Wrap an `Encoding` (e.g. one built in-process from your own ranks) as a Tokenizer."""
-    return TiktokenTokenizer(encoding, name)
-
-
-def char_tokenizer(vocab: str | list[str]) -> Tokenizer:
-    """A character-level tokenizer over `vocab` plus the NUL document separator."""
-    return CharTokenizer(vocab)
-
-
-def available_tokenizers() -> list[str]:
-    """Names `get_tokenizer` understands, plus 'char' (built by data/prepare.py)."""
-    return [*tiktoken.list_encoding_names(), "char"]
 
 
 def get_tokenizer(name: str) -> Tokenizer:
@@ -128,13 +120,13 @@ def get_tokenizer(name: str) -> Tokenizer:
 
     tiktoken downloads its files on first use and otherwise reads them from
     TIKTOKEN_CACHE_DIR. 'gpt2' falls back to the identical 'r50k_base' when its
-    own files are unavailable. 'char' needs a corpus: use `char_tokenizer`.
+    own files are unavailable. 'char' needs a corpus: use `CharTokenizer(vocab)`.
     """
     if name == "char":
-        raise DataError("the char tokenizer is built from a corpus: use char_tokenizer(vocab)")
+        raise DataError("the char tokenizer is built from a corpus: use CharTokenizer(vocab)")
     known = tiktoken.list_encoding_names()
     if name not in known:
-        raise DataError(f"unknown tokenizer {name!r}; available: {', '.join(available_tokenizers())}")
+        raise DataError(f"unknown tokenizer {name!r}; available: {', '.join(known)}, char")
     candidates = [name] + ([GPT2_EQUIVALENT[name]] if name in GPT2_EQUIVALENT else [])
     error = None
     for candidate in candidates:
@@ -154,7 +146,7 @@ def tokenizer_from_meta(meta: dict) -> Tokenizer:
     """Rebuild the tokenizer a dataset was prepared with, from its meta.json."""
     try:
         name = meta["tokenizer"]
-        tokenizer = char_tokenizer(meta["vocab"]) if name == "char" else get_tokenizer(name)
+        tokenizer = CharTokenizer(meta["vocab"]) if name == "char" else get_tokenizer(name)
         expected = (meta["vocab_size"], meta["eot_id"])
     except KeyError as e:
         raise DataError(f"meta.json lacks the field {e.args[0]!r}") from None
@@ -164,9 +156,3 @@ def tokenizer_from_meta(meta: dict) -> Tokenizer:
             f"{tokenizer.eot_id}, but meta.json records {expected[0]} and {expected[1]}"
         )
     return tokenizer
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message (tiktoken and datasets write long ones)."""
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]

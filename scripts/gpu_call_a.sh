@@ -24,8 +24,8 @@ all="--loss_chunk_size=4096 --fused_gate_up=True --sdpa_backend=cudnn --autocast
 
 step check 60 $PY scripts/gpu_check.py
 nano swiglu
-ours plain 100 --compare mlp=swiglu
-ours all 200 $all --compare mlp=swiglu,gelu --profile
+ours plain 100 --compare=mlp=swiglu
+ours all 200 $all --compare=mlp=swiglu,gelu --profile
 nano gelu
 ours graphs 90 --compile_mode=reduce-overhead
 ours chunked 90 --loss_chunk_size=4096

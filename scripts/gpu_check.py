@@ -41,14 +41,20 @@ def main():
     idx = torch.randint(0, fp32.vocab_size, (8, fp32.block_size + 1), device=DEVICE)
     reference_loss, reference_grads = loss_and_grads(fp32, idx)
     plain = replace(fp32, dtype="bfloat16")
-    switches = {"loss_chunk_size=1024": dict(loss_chunk_size=1024), "fused_gate_up": dict(fused_gate_up=True),
-                "sdpa_backend=cudnn": dict(sdpa_backend="cudnn"), "autocast=False": dict(autocast=False)}
+    switches = {
+        "loss_chunk_size=1024": dict(loss_chunk_size=1024),
+        "fused_gate_up": dict(fused_gate_up=True),
+        "sdpa_backend=cudnn": dict(sdpa_backend="cudnn"),
+        "autocast=False": dict(autocast=False),
+    }
     switches = {"plain bf16 autocast": {}, **switches, "all": {k: v for s in switches.values() for k, v in s.items()}}
     errors = {}
     for name, change in switches.items():
         loss, grads = loss_and_grads(replace(plain, **change), idx)
         errors[name] = max(relative_error(grads[k], reference_grads[k]) for k in reference_grads)
-        print(f"{name:>22}: loss {loss.item():.5f} (fp32 {reference_loss.item():.5f}), worst gradient rel. error vs fp32 {errors[name]:.1e}")
+        print(
+            f"{name:>22}: loss {loss.item():.5f} (fp32 {reference_loss.item():.5f}), worst gradient rel. error vs fp32 {errors[name]:.1e}"
+        )
     # a switch may round differently from autocast, but not much worse than autocast itself does
     limit = max(TOLERANCE, 2 * errors["plain bf16 autocast"])
     bad = [name for name, error in errors.items() if error > limit]

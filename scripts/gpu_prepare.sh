@@ -14,7 +14,7 @@ cp -r "$shared/anchors/nanogpt" .anchors/nanogpt
 chmod -R u+w .anchors  # shared/ is read-only; nanoGPT writes its out_dir next to its code
 echo "$(git rev-parse --short HEAD)$(git status --porcelain --untracked-files=no | grep -q . && echo ' with uncommitted changes')" > .anchors/COMMIT
 [ -f data/shakespeare_char/meta.json ] ||
-  $PY data/prepare.py --input "$shared/corpora/shakespeare" --tokenizer char --out-dir data/shakespeare_char
+  $PY data/prepare.py "$shared/corpora/shakespeare" --tokenizer=char --out_dir=data/shakespeare_char
 # nanoGPT reads the vocabulary size from meta.pkl next to the same train.bin and val.bin
 $PY -c "import json, pickle; m = json.load(open('data/shakespeare_char/meta.json')); pickle.dump({'vocab_size': m['vocab_size']}, open('data/shakespeare_char/meta.pkl', 'wb'))"
 du -sh .anchors data/shakespeare_char

@@ -16,10 +16,14 @@ from pathlib import Path
 
 # call A: (label, json file); ours' files hold one row per arm
 ROWS_A = [
-    ("nanoGPT", "nanogpt_gelu.json"), ("nanoGPT", "nanogpt_swiglu.json"),
-    ("ours, plain", "ours_plain.json"), ("ours, loss_chunk_size=4096", "ours_chunked.json"),
-    ("ours, fused_gate_up", "ours_fused.json"), ("ours, sdpa_backend=cudnn", "ours_cudnn.json"),
-    ("ours, autocast=False", "ours_explicit_bf16.json"), ("ours, reduce-overhead", "ours_graphs.json"),
+    ("nanoGPT", "nanogpt_gelu.json"),
+    ("nanoGPT", "nanogpt_swiglu.json"),
+    ("ours, plain", "ours_plain.json"),
+    ("ours, loss_chunk_size=4096", "ours_chunked.json"),
+    ("ours, fused_gate_up", "ours_fused.json"),
+    ("ours, sdpa_backend=cudnn", "ours_cudnn.json"),
+    ("ours, autocast=False", "ours_explicit_bf16.json"),
+    ("ours, reduce-overhead", "ours_graphs.json"),
     ("ours, all switches", "ours_all.json"),
 ]
 EVAL_LINE = re.compile(r"^([\d.]+)\t(?:step|iter) (\d+): train loss ([\d.]+), val loss ([\d.]+)")
@@ -47,12 +51,17 @@ def report_a(work, out):
     peaks = [r["tflops"] / r["mfu"] for r in rows if r["label"] != "nanoGPT" and r.get("mfu")]
     for r in nano.values():
         r["mfu"] = r["tflops"] / peaks[0] if peaks else r["mfu"]
-    lines = ["| code, setting | mlp | ms/step | tokens/s | vs nanoGPT SwiGLU | MFU | peak GB | vs nanoGPT mem |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| code, setting | mlp | ms/step | tokens/s | vs nanoGPT SwiGLU | MFU | peak GB | vs nanoGPT mem |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         speed = r["tokens_per_s"] / base["tokens_per_s"] if base else None
         memory = r["peak_memory_gb"] / base["peak_memory_gb"] if base else None
-        lines.append(f"| {r['label']} | {r['mlp']} | {r['ms_per_step']:.1f} | {r['tokens_per_s']:,.0f} | {fmt(speed, '.2f')}x"
-                     f" | {fmt(r['mfu'], '.1%')} | {fmt(r['peak_memory_gb'], '.1f')} | {fmt(memory, '.2f')}x |")
+        lines.append(
+            f"| {r['label']} | {r['mlp']} | {r['ms_per_step']:.1f} | {r['tokens_per_s']:,.0f} | {fmt(speed, '.2f')}x"
+            f" | {fmt(r['mfu'], '.1%')} | {fmt(r['peak_memory_gb'], '.1f')} | {fmt(memory, '.2f')}x |"
+        )
     for r in rows:
         if r.get("profile"):
             lines += ["", f"torch.profiler, one step of {r['label']}, {r['mlp']}:", "```", r["profile"], "```"]
@@ -76,14 +85,26 @@ def report_b(work, out):
     if not runs["nanogpt_char"]:
         sys.exit("nanoGPT's run logged no evaluation: nothing to compare against (see logs.txt)")
     best_time, best_iter, best = min(runs["nanogpt_char"], key=lambda p: p[2])
-    rows, lines = [], [f"nanoGPT (GELU, as shipped): best val loss {best:.4f} at iteration {best_iter}, {best_time:.1f} s after process start", "",
-                       "| run | evals | best val loss | first reaches nanoGPT's best at | time ratio |", "|---|---|---|---|---|"]
+    rows, lines = (
+        [],
+        [
+            f"nanoGPT (GELU, as shipped): best val loss {best:.4f} at iteration {best_iter}, {best_time:.1f} s after process start",
+            "",
+            "| run | evals | best val loss | first reaches nanoGPT's best at | time ratio |",
+            "|---|---|---|---|---|",
+        ],
+    )
     for name, points in runs.items():
         if not points:
             continue
         reached = next(((t, it) for t, it, v in points if v <= best), None)
-        row = {"run": name, "points": points, "best_val_loss": min(v for _, _, v in points),
-               "reached_s": reached[0] if reached else None, "ratio": reached[0] / best_time if reached else None}
+        row = {
+            "run": name,
+            "points": points,
+            "best_val_loss": min(v for _, _, v in points),
+            "reached_s": reached[0] if reached else None,
+            "ratio": reached[0] / best_time if reached else None,
+        }
         rows.append(row)
         where = f"{reached[0]:.1f} s (iter {reached[1]})" if reached else "not reached"
         ratio = f"{row['ratio']:.2f}x" if reached else "-"

@@ -9,6 +9,9 @@ copies it) and runs with that folder as its working directory, as nanoGPT expect
 `model.MLP` is replaced, before its script builds the model; everything else is its own. With
 --json, what the script left behind is measured: tokens/s and MFU (bench.py) or the best val loss
 (train.py), and the peak GPU memory.
+
+A measurement tool, not one of the project's scripts: its few flags come before nanoGPT's script,
+and everything after that belongs to nanoGPT's own configurator, so plain argparse suits it.
 """
 
 import argparse
@@ -56,8 +59,12 @@ def measurements(namespace, peak_tflops):
         tokens_per_s = namespace["batch_size"] * namespace["block_size"] / seconds
         # nanoGPT's own FLOP count (its estimate_mfu), over the peak given here instead of an A100's
         flops_per_token = 6 * model.get_num_params() + 12 * cfg.n_layer * cfg.n_embd * namespace["block_size"]
-        result.update(ms_per_step=1000 * seconds, tokens_per_s=tokens_per_s, tflops=flops_per_token * tokens_per_s / 1e12,
-                      mfu=flops_per_token * tokens_per_s / (peak_tflops * 1e12))
+        result.update(
+            ms_per_step=1000 * seconds,
+            tokens_per_s=tokens_per_s,
+            tflops=flops_per_token * tokens_per_s / 1e12,
+            mfu=flops_per_token * tokens_per_s / (peak_tflops * 1e12),
+        )
     return result
 
 

@@ -17,7 +17,10 @@ def main():
         sys.exit("usage: timed_run.py LOG -- COMMAND [ARG ...]")
     log_path, command = sys.argv[1], sys.argv[3:]
     start = time.time()
-    with open(log_path, "w") as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+    with (
+        open(log_path, "w") as log,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc,
+    ):
         for line in proc.stdout:
             log.write(f"{time.time() - start:.2f}\t{line}")
             log.flush()

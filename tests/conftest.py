@@ -11,7 +11,7 @@ import tiktoken
 import torch
 
 from data.prepare import prepare
-from data.tokenizer import tiktoken_tokenizer
+from data.tokenizer import TiktokenTokenizer
 
 # Tiny test models run several times faster on one thread than on two that contend; child
 # processes (train.py, torchrun, compare.py) inherit the setting.
@@ -50,24 +50,24 @@ def tiny_encoding(name: str = "tiny", eot_id: int | None = None) -> tiktoken.Enc
     for merge in MERGES:
         ranks[merge] = len(ranks)
     eot = len(ranks) if eot_id is None else eot_id
-    return tiktoken.Encoding(name, pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
-                             special_tokens={"<|endoftext|>": eot})
+    return tiktoken.Encoding(name, pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": eot})
 
 
 @pytest.fixture
 def tiny_tokenizer():
-    return tiktoken_tokenizer(tiny_encoding())
+    return TiktokenTokenizer(tiny_encoding())
 
 
 @pytest.fixture
 def wide_tokenizer():
     """End-of-text id 70000: the vocabulary no longer fits uint16."""
-    return tiktoken_tokenizer(tiny_encoding("tiny_wide", eot_id=70_000))
+    return TiktokenTokenizer(tiny_encoding("tiny_wide", eot_id=70_000))
 
 
 @pytest.fixture
 def write_files(tmp_path):
     """write_files({"a.txt": "text", "sub/b.bin": b"bytes"}) -> folder holding those files."""
+
     def write(files: dict, folder: str = "corpus") -> Path:
         root = tmp_path / folder
         for name, content in files.items():
@@ -79,7 +79,40 @@ def write_files(tmp_path):
                 path.write_text(content, encoding="utf-8", newline="")
         root.mkdir(parents=True, exist_ok=True)
         return root
+
     return write
+
+
+# The model and schedule every training test starts from: a second of CPU per 40 iterations, and
+# big enough to learn make_corpus's language. Tests override only what they are about.
+TINY_TRAINING = dict(
+    n_layer=2,
+    n_head=2,
+    n_embd=32,
+    block_size=32,
+    batch_size=8,
+    max_iters=40,
+    eval_interval=20,
+    eval_iters=4,
+    log_interval=5,
+    learning_rate=1e-2,
+    warmup_iters=5,
+    device="cpu",
+    dtype="float32",
+    mlp="swiglu",
+)
+
+
+def tiny_config(data_dir, out_dir, **overrides):
+    """A TrainConfig of TINY_TRAINING for data_dir and out_dir, with `overrides`."""
+    from train import TrainConfig
+
+    return TrainConfig(**{**TINY_TRAINING, "data_dir": str(data_dir), "out_dir": str(out_dir), **overrides})
+
+
+def tiny_argv(**overrides):
+    """TINY_TRAINING with `overrides` as train.py's --key=value arguments (data_dir, out_dir among them when given)."""
+    return [f"--{key}={value}" for key, value in {**TINY_TRAINING, **overrides}.items()]
 
 
 def make_corpus(n_docs=12, words_per_doc=400, seed=0):

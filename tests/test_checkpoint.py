@@ -5,18 +5,40 @@ import os
 
 import pytest
 import torch
+from conftest import tiny_config
 
-from checkpoint import (MODEL_KEYS, RESUME_KEYS, CheckpointError, clean_state_dict, load_checkpoint, model_from_checkpoint,
-                        remove_stale_temp, save_checkpoint, temp_path)
-from model import GPT, GPTConfig
-from train import TrainConfig, train
+from atomic import temp_path
+from checkpoint import (
+    CHECKPOINT_NAME,
+    MODEL_KEYS,
+    RESUME_KEYS,
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    remove_stale_temp,
+    save_checkpoint,
+)
+from train import train
 
 
 @pytest.fixture(scope="module")
 def trained_run(char_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "run"
-    train(TrainConfig(data_dir=char_data, out_dir=str(out), n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4,
-                      max_iters=10, eval_interval=10, eval_iters=1, log_interval=10, device="cpu", dtype="float32", dropout=0.1))
+    train(
+        tiny_config(
+            char_data,
+            out,
+            n_layer=1,
+            n_embd=16,
+            block_size=16,
+            batch_size=4,
+            max_iters=10,
+            eval_interval=10,
+            eval_iters=1,
+            log_interval=10,
+            dropout=0.1,
+        )
+    )
     return out
 
 
@@ -47,8 +69,17 @@ def test_a_real_training_checkpoint_loads_as_plain_data(trained_run):
 
 
 def test_plain_data_of_every_kind_train_py_writes_round_trips(tmp_path):
-    state = {"model": {"w": torch.ones(2)}, "iter": 3, "best_val_loss": float("inf"), "val_loss": None, "elapsed": 1.5,
-             "wandb_run_id": "abc", "betas": (0.9, 0.95), "rng": [{"torch": torch.get_rng_state(), "cuda": None}], "flag": True}
+    state = {
+        "model": {"w": torch.ones(2)},
+        "iter": 3,
+        "best_val_loss": float("inf"),
+        "val_loss": None,
+        "elapsed": 1.5,
+        "wandb_run_id": "abc",
+        "betas": (0.9, 0.95),
+        "rng": [{"torch": torch.get_rng_state(), "cuda": None}],
+        "flag": True,
+    }
     save_checkpoint(tmp_path, state)
     loaded = load_checkpoint(tmp_path, required=())
     assert loaded["best_val_loss"] == float("inf") and loaded["betas"] == (0.9, 0.95) and loaded["val_loss"] is None
@@ -81,8 +112,9 @@ def test_a_checkpoint_that_is_not_a_dict_is_refused(tmp_path):
 def test_a_damaged_checkpoint_is_one_short_line(trained_run, tmp_path, damage):
     good = (trained_run / "ckpt.pt").read_bytes()
     path = tmp_path / "ckpt.pt"
-    path.write_bytes({"truncated": good[: len(good) // 2], "text": b"not a checkpoint\n", "empty": b"",
-                      "pickle": b"\x80\x02}q\x00."}[damage])  # a plain pickle of {}, not torch's format
+    path.write_bytes(
+        {"truncated": good[: len(good) // 2], "text": b"not a checkpoint\n", "empty": b"", "pickle": b"\x80\x02}q\x00."}[damage]
+    )  # a plain pickle of {}, not torch's format
     message = one_line_error(tmp_path)
     assert "not a PyTorch checkpoint or truncated" in message
     assert len(message) - len(str(path)) < 160
@@ -107,7 +139,7 @@ def assert_save_fails_and_keeps(out_dir, old_bytes, state=None):
 
 def test_an_unwritable_temporary_file_keeps_the_previous_checkpoint(saved_once):
     out_dir, old = saved_once
-    temp_path(out_dir).mkdir()  # open() of the tmp fails as in a read-only folder, even for root
+    temp_path(out_dir / CHECKPOINT_NAME).mkdir()  # open() of the tmp fails as in a read-only folder, even for root
     assert "Is a directory" in assert_save_fails_and_keeps(out_dir, old)
     assert load_checkpoint(out_dir, required=())["iter"] == 1
 
@@ -115,7 +147,7 @@ def test_an_unwritable_temporary_file_keeps_the_previous_checkpoint(saved_once):
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
 def test_a_full_disk_keeps_the_previous_checkpoint(saved_once):
     out_dir, old = saved_once
-    temp_path(out_dir).symlink_to("/dev/full")  # every write to it fails with ENOSPC
+    temp_path(out_dir / CHECKPOINT_NAME).symlink_to("/dev/full")  # every write to it fails with ENOSPC
     assert "No space left on device" in assert_save_fails_and_keeps(out_dir, old)
     assert sorted(p.name for p in out_dir.iterdir()) == ["ckpt.pt"]
 
@@ -139,22 +171,9 @@ def test_an_out_dir_under_a_file_is_one_line(tmp_path):
 
 def test_a_stale_temporary_file_is_removed(saved_once):
     out_dir, old = saved_once
-    temp_path(out_dir).write_bytes(b"half a checkpoint from a killed run")
+    temp_path(out_dir / CHECKPOINT_NAME).write_bytes(b"half a checkpoint from a killed run")
     assert remove_stale_temp(out_dir) is True
-    assert not temp_path(out_dir).exists() and (out_dir / "ckpt.pt").read_bytes() == old
+    assert not temp_path(out_dir / CHECKPOINT_NAME).exists() and (out_dir / "ckpt.pt").read_bytes() == old
     assert remove_stale_temp(out_dir) is False
-    temp_path(out_dir).mkdir()  # not something save_checkpoint makes: left alone
-    assert remove_stale_temp(out_dir) is False and temp_path(out_dir).is_dir()
-
-
-def test_checkpoint_of_a_compiled_model_loads_into_a_plain_one_and_back(tmp_path):
-    config = GPTConfig(block_size=8, vocab_size=32, n_layer=1, n_head=2, n_embd=16, mlp="swiglu")
-    compiled = torch.compile(GPT(config))  # compiles lazily: building the wrapper is cheap
-    assert all(k.startswith("_orig_mod.") for k in compiled.state_dict())
-    save_checkpoint(tmp_path, {"model": compiled.state_dict(), "model_args": vars(config), "data_meta": {}})
-    plain = model_from_checkpoint(load_checkpoint(tmp_path, required=MODEL_KEYS))
-    for (name, a), b in zip(compiled._orig_mod.state_dict().items(), plain.state_dict().values()):
-        assert torch.equal(a, b), name
-    other = torch.compile(GPT(config))
-    other._orig_mod.load_state_dict(clean_state_dict(plain.state_dict()))
-    assert torch.equal(other._orig_mod.lm_head.weight, plain.lm_head.weight)
+    temp_path(out_dir / CHECKPOINT_NAME).mkdir()  # not something save_checkpoint makes: left alone
+    assert remove_stale_temp(out_dir) is False and temp_path(out_dir / CHECKPOINT_NAME).is_dir()

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from configurator import ConfigError, HelpRequested, load_config
+from configurator import ConfigError, HelpRequested, load_config, load_options
 from model import GPTConfig
 from train import TrainConfig
 
@@ -53,7 +53,10 @@ def test_unknown_key_names_the_closest_valid_key(tmp_path):
         load_config(TrainConfig, [str(bad)])
 
 
-@pytest.mark.parametrize("arg,message", [("--steps=abc", "steps.*int"), ("--steps=1.5", "steps.*int"), ("--fast=3", "fast.*bool"), ("--steps", "--key=value")])
+@pytest.mark.parametrize(
+    "arg,message",
+    [("--steps=abc", "steps.*int"), ("--steps=1.5", "steps.*int"), ("--fast=3", "fast.*bool"), ("--steps", "expected --steps=value")],
+)
 def test_wrong_type_is_one_clear_error(arg, message):
     with pytest.raises(ConfigError, match=message) as err:
         load_config(Demo, [arg])
@@ -112,3 +115,45 @@ def test_twin_configs_differ_in_mlp_alone():
         assert (a.mlp, b.mlp) == ("swiglu", "gelu")
         differing = {k for k in vars(a) if getattr(a, k) != getattr(b, k)}
         assert differing == {"mlp", "out_dir", "wandb_run_name"}, swiglu.name
+
+
+@dataclass
+class Options:
+    seeds: str = "3"  # how many seeds
+    runs_dir: str = "out"
+    wandb: bool = False
+    files: tuple[str, ...] = ()
+    allow_mismatch: bool = False
+
+
+def test_options_leave_positionals_and_foreign_keys_to_the_caller():
+    options, rest = load_options(
+        Options, ["a.py", "--seeds=1,2", "--wandb", "b.py", "--max_iters=3"], "t.py", "t.py [PATH ...]", passthrough=True
+    )
+    assert options == Options(seeds="1,2", wandb=True) and rest == ["a.py", "b.py", "--max_iters=3"]
+    assert load_options(Options, ["--files=a.txt,b.txt"], "t.py", "")[0].files == ("a.txt", "b.txt")
+    with pytest.raises(ConfigError, match="'max_iters'"):
+        load_options(Options, ["--max_iters=3"], "t.py", "")
+
+
+def test_argparse_spellings_still_work_with_a_one_line_note(capsys):
+    argv = ["--runs-dir", "runs", "--seeds", "5", "--files", "a", "b", "x.py", "--wandb", "--allow-mismatch"]
+    options, rest = load_options(Options, argv, "t.py", "")
+    assert options == Options(seeds="5", runs_dir="runs", wandb=True, files=("a", "b", "x.py"), allow_mismatch=True) and rest == []
+    assert load_options(Options, ["--runs-dir=r", "y.py"], "t.py", "") == (Options(runs_dir="r"), ["y.py"])
+    notes = capsys.readouterr().err.splitlines()
+    assert notes == [
+        "t.py: note: `--runs-dir runs` is deprecated, write --runs_dir=runs",
+        "t.py: note: `--seeds 5` is deprecated, write --seeds=5",
+        "t.py: note: `--files a b x.py` is deprecated, write --files=a,b,x.py",
+        "t.py: note: --allow-mismatch is deprecated, write --allow_mismatch",
+        "t.py: note: --runs-dir is deprecated, write --runs_dir",
+    ]
+
+
+def test_options_help_uses_the_scripts_usage_and_comments():
+    with pytest.raises(HelpRequested) as help_:
+        load_options(Options, ["-h"], "t.py", "t.py [PATH ...] [--key=value ...]", more_help="\nmore")
+    text = str(help_.value)
+    assert text.startswith("usage: t.py [PATH ...]") and "--seeds='3'  (str) how many seeds" in text and text.endswith("more")
+    assert "config files" not in text.lower()

@@ -203,7 +203,7 @@ def test_chunked_loss_equals_full_logits_loss_and_gradients(chunk):
     torch.testing.assert_close(loss_a, loss_b, rtol=1e-10, atol=1e-10)
     (2 * loss_a).backward()
     (2 * loss_b).backward()
-    for (name, a), b in zip(plain.named_parameters(), chunked.parameters()):
+    for (name, a), b in zip(plain.named_parameters(), chunked.parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10, msg=name)
 
 

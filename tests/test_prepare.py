@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tiktoken
+from conftest import GPT2_PATTERN, MERGES, make_corpus
 
 import data.prepare as prepare_module
-from data.prepare import Corpus, HFCorpus, file_corpus, main, prepare
-from data.tokenizer import DataError, char_tokenizer, get_tokenizer, tokenizer_from_meta
+from data.prepare import Corpus, file_corpus, main, prepare
+from data.tokenizer import CharTokenizer, DataError, get_tokenizer, tokenizer_from_meta
 
 PREPARE_PY = Path(prepare_module.__file__)
 EOT = "<|endoftext|>"
@@ -69,7 +70,7 @@ def test_folder_round_trip_separates_documents(tmp_path, write_files, tiny_token
     assert tiny_tokenizer.decode(tokens) == "".join(doc + EOT for doc in ORDERED)
     # the literal "<|endoftext|>" in a.txt is text; only the three separators are end-of-text ids
     assert np.flatnonzero(tokens == tiny_tokenizer.eot_id).tolist() == [
-        len(tiny_tokenizer.encode("".join(ORDERED[:k + 1]))) + k for k in range(3)
+        len(tiny_tokenizer.encode("".join(ORDERED[: k + 1]))) + k for k in range(3)
     ]
     assert meta["documents"] == 3 and meta["dtype"] == "uint16"
     assert meta["train_tokens"] + meta["val_tokens"] == len(tokens)
@@ -89,8 +90,10 @@ def test_long_document_is_cut_without_changing_tokens(tmp_path, monkeypatch, tin
     monkeypatch.setattr(prepare_module, "PIECE_CHARS", 64)
     monkeypatch.setattr(prepare_module, "BATCH_CHARS", 100)
     text = "".join(f"the line {i}\n\n  indented {i}\nthing{i}, then\n" for i in range(200))
-    assert len(list(prepare_module._document_pieces([text]))) > 10
+    pieces, encode = [], tiny_tokenizer.encode_to_numpy
+    monkeypatch.setattr(tiny_tokenizer, "encode_to_numpy", lambda piece: pieces.append(piece) or encode(piece))
     prepare([text], tmp_path / "out", tiny_tokenizer, num_proc=2)
+    assert len(pieces) > 10 and sum(map(len, pieces)) == len(text)  # the document was cut, nothing lost
     _, tokens = read_tokens(tmp_path / "out")
     assert tokens.tolist() == tiny_tokenizer.encode(text) + [tiny_tokenizer.eot_id]
 
@@ -108,7 +111,7 @@ def test_char_tokenizer(tmp_path):
 
 
 def test_char_tokenizer_rejects_unknown_characters_and_the_separator():
-    tokenizer = char_tokenizer("ab")
+    tokenizer = CharTokenizer("ab")
     with pytest.raises(DataError, match="'z'"):
         tokenizer.encode("abz")
     with pytest.raises(DataError, match="NUL"):
@@ -129,7 +132,7 @@ def test_val_split_is_the_contiguous_tail(tmp_path, tiny_tokenizer):
     stream = tiny_tokenizer.encode(text) + [tiny_tokenizer.eot_id]
     val = np.fromfile(tmp_path / "out" / "val.bin", dtype=np.uint16)
     assert meta["val_tokens"] == len(val) == math.ceil(0.25 * len(stream))
-    assert val.tolist() == stream[-len(val):]
+    assert val.tolist() == stream[-len(val) :]
 
 
 def test_same_input_gives_the_same_bytes(tmp_path, write_files, tiny_tokenizer):
@@ -142,8 +145,8 @@ def test_same_input_gives_the_same_bytes(tmp_path, write_files, tiny_tokenizer):
     assert folder_bytes(tmp_path / "one") == first
 
 
-def test_two_workers_give_the_same_bytes_as_one(tmp_path, monkeypatch, write_files, tiny_tokenizer):
-    monkeypatch.setattr(prepare_module, "BATCH_CHARS", 50)  # many batches, so both workers take part
+def test_two_threads_give_the_same_bytes_as_one(tmp_path, monkeypatch, write_files, tiny_tokenizer):
+    monkeypatch.setattr(prepare_module, "BATCH_CHARS", 50)  # many batches, so both threads take part
     folder = write_files({f"doc{i:03}.txt": f"the thing {i} in the ring\n" * (i % 7 + 1) for i in range(60)})
     prepare(file_corpus([str(folder)]), tmp_path / "one", tiny_tokenizer, num_proc=1)
     prepare(file_corpus([str(folder)]), tmp_path / "two", tiny_tokenizer, num_proc=2)
@@ -158,16 +161,31 @@ def test_meta_records_the_largest_id_of_any_batch(tmp_path, monkeypatch):
     assert meta["max_token_id"] == tokens.max() == meta["vocab"].index("z")
 
 
-def test_hugging_face_json_loader(tmp_path):
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """Hugging Face's dataset cache in tmp_path, not the user's."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
+    monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", tmp_path / "hf" / "downloads")
+
+
+def test_hugging_face_json_loader(tmp_path, hf_cache, capsys):
     rows = ["first row", "second\nrow", None, "third"]
-    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"text": r, "id": i}) + "\n" for i, r in enumerate(rows)))
-    corpus = HFCorpus("json", data_files=[str(tmp_path / "rows.jsonl")], cache_dir=str(tmp_path / "hf"))
-    meta = prepare(corpus, tmp_path / "out", "char")
-    _, tokens = read_tokens(tmp_path / "out")
+    for name, part in (("a.jsonl", rows[:3]), ("b.jsonl", rows[3:])):
+        (tmp_path / name).write_text("".join(json.dumps({"text": r, "id": 0}) + "\n" for r in part))
+    files = f"{tmp_path / 'a.jsonl'},{tmp_path / 'b.jsonl'}"
+    code, err = run_cli(["--hf_dataset=json", f"--hf_data_files={files}", "--tokenizer=char", f"--out_dir={tmp_path / 'out'}"], capsys)
+    assert code == 0, err
+    meta, tokens = read_tokens(tmp_path / "out")
     assert tokenizer_from_meta(meta).decode(tokens) == "first row\x00second\nrow\x00third\x00"
-    with pytest.raises(DataError, match="no column 'body'.*--text-column"):
-        HFCorpus("json", data_files=[str(tmp_path / "rows.jsonl")], text_column="body",
-                 cache_dir=str(tmp_path / "hf"))
+    assert meta["source"] == f"hf: json split=train files={files} column=text"
+    assert (tmp_path / "hf").is_dir()  # the cache went where hf_cache put it, not into the user's
+
+    code, err = run_cli(
+        ["--hf_dataset=json", f"--hf_data_files={files}", "--text_column=body", "--tokenizer=char", f"--out_dir={tmp_path / 'out2'}"],
+        capsys,
+    )
+    assert_one_line_error(code, err, "no column 'body'", "its columns are text, id", "--text_column")
 
 
 def test_tokenizer_survives_pickling(tiny_tokenizer):
@@ -181,10 +199,9 @@ def test_tokenizer_survives_pickling(tiny_tokenizer):
 
 
 def test_pystdlib_preset_works_offline(tmp_path, capsys):
-    code, err = run_cli(["pystdlib", "--max-mb", "0.05", "--tokenizer", "char", "--out-dir", tmp_path / "out"],
-                        capsys)
+    code, err = run_cli(["pystdlib", "--max_mb=0.05", "--tokenizer=char", f"--out_dir={tmp_path / 'out'}"], capsys)
     assert code == 0, err
-    assert "source: preset pystdlib: Python" in err
+    assert "source: preset pystdlib: Python" in err and ", first 0.05 MB" in err  # the wording of earlier folders
     assert "standard library" in json.loads((tmp_path / "out" / "meta.json").read_text())["source"]
 
 
@@ -194,47 +211,151 @@ def test_shakespeare_preset_without_network_fails_in_one_line(tmp_path, monkeypa
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # a closed port: the download fails at once
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
-    code, err = run_cli(["shakespeare", "--tokenizer", "char", "--out-dir", tmp_path / "out"], capsys)
-    assert_one_line_error(code, err, "could not download", "--input PATH")
+    code, err = run_cli(["shakespeare", "--tokenizer=char", f"--out_dir={tmp_path / 'out'}"], capsys)
+    assert_one_line_error(code, err, "could not download", "input path", "pystdlib")
+    assert not (tmp_path / "out").exists() and list((tmp_path / "cache").iterdir()) == []  # no partial download
 
-    code, err = run_cli(["quickstart", "--max-mb", "0.05", "--tokenizer", "char", "--out-dir", tmp_path / "qs"],
-                        capsys)
+    code, err = run_cli(["quickstart", "--max_mb=0.05", "--tokenizer=char", f"--out_dir={tmp_path / 'qs'}"], capsys)
     assert code == 0, err
     assert "using the Python standard library" in err and "source: preset pystdlib" in err
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_inputs_are_positional_arguments(tmp_path, write_files, capsys):
+    folder = write_files(DOCS)
+    argv = [
+        folder / "a.txt",
+        folder / "*.txt",
+        str(folder / "sub") + "/**/*.md",
+        "--tokenizer=char",
+        f"--out_dir={tmp_path / 'out'}",
+        "--val_fraction=0.25",
+        "--num_proc=2",
+    ]
+    code, err = run_cli(argv, capsys)
+    assert code == 0 and "note:" not in err, err
+    meta, tokens = read_tokens(tmp_path / "out")
+    assert tokenizer_from_meta(meta).decode(tokens) == "".join(doc + "\x00" for doc in ORDERED)
+    assert meta["val_fraction"] == 0.25 and meta["source"].startswith(f"files: {folder / 'a.txt'}, ")
+
+
+def test_old_spellings_still_work_with_a_note(tmp_path, write_files, capsys):
+    """The argparse days' command lines give the same dataset, with one note per old spelling."""
+    folder = write_files(DOCS)
+    new = [folder, "--tokenizer=char", f"--out_dir={tmp_path / 'new'}", "--val_fraction=0.25", "--num_proc=2"]
+    assert run_cli(new, capsys)[0] == 0
+    old = [
+        "--input",
+        folder,
+        "--tokenizer",
+        "char",
+        "--out-dir",
+        tmp_path / "old",
+        "--val-fraction",
+        "0.25",
+        "--num-proc",
+        "2",
+        "--overwrite",
+    ]
+    code, err = run_cli(old, capsys)
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "note:" in line]
+    assert len(notes) == 5 and all(line.startswith("data/prepare.py: note: ") for line in notes), err
+    assert "--input is deprecated" in notes[0]
+    for written in ("--tokenizer=char", f"--out_dir={tmp_path / 'old'}", "--val_fraction=0.25", "--num_proc=2"):
+        assert any(f"write {written}" in line for line in notes), (written, err)
+    assert folder_bytes(tmp_path / "old") == folder_bytes(tmp_path / "new")
+
+    code, err = run_cli([f"--input={folder}", f"--out_dir={tmp_path / 'eq'}", "--tokenizer=char", "--val_fraction=0.25"], capsys)
+    assert code == 0 and "--input is deprecated" in err, err
+    assert folder_bytes(tmp_path / "eq") == folder_bytes(tmp_path / "new")
+
+
+def test_old_spelling_of_several_hugging_face_files(tmp_path, hf_cache, capsys):
+    for name, text in (("a.jsonl", "one"), ("b.jsonl", "two")):
+        (tmp_path / name).write_text(json.dumps({"text": text}) + "\n")
+    code, err = run_cli(
+        [
+            "--hf-dataset",
+            "json",
+            "--hf-data-files",
+            tmp_path / "a.jsonl",
+            tmp_path / "b.jsonl",
+            "--tokenizer=char",
+            f"--out_dir={tmp_path / 'out'}",
+            "--val_fraction=0.5",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert f"write --hf_data_files={tmp_path / 'a.jsonl'},{tmp_path / 'b.jsonl'}" in err
+    meta, tokens = read_tokens(tmp_path / "out")
+    assert tokenizer_from_meta(meta).decode(tokens) == "one\x00two\x00"
+
+
+def test_help_documents_options_presets_and_offline_use(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python data/prepare.py PRESET | PATH ... | --hf_dataset=NAME")
+    for word in (
+        "--out_dir=",
+        "--hf_dataset=",
+        "--hf_data_files=",
+        "--tokenizer='gpt2'",
+        "--val_fraction=0.1",
+        "--num_proc=",
+        "threads that encode",
+        "pystdlib",
+        "shakespeare",
+        "quickstart",
+        "TIKTOKEN_CACHE_DIR",
+        "--hf_dataset=json --hf_data_files=corpus.jsonl",
+    ):
+        assert word in out, word
 
 
 # ---------------------------------------------------------------- bad input
 
 
 def test_missing_path(tmp_path, capsys):
-    code, err = run_cli(["--input", tmp_path / "nope.txt", "--out-dir", tmp_path / "out", "--tokenizer", "char"],
-                        capsys)
+    code, err = run_cli([tmp_path / "nope.txt", f"--out_dir={tmp_path / 'out'}", "--tokenizer=char"], capsys)
     assert_one_line_error(code, err, "input not found", "nope.txt")
 
 
 def test_empty_corpus(tmp_path, write_files, capsys):
     folder = write_files({"empty.txt": "", "also_empty.txt": ""})
-    code, err = run_cli(["--input", folder, "--out-dir", tmp_path / "out", "--tokenizer", "char"], capsys)
+    code, err = run_cli([folder, f"--out_dir={tmp_path / 'out'}", "--tokenizer=char"], capsys)
     assert_one_line_error(code, err, "empty corpus")
-    assert not (tmp_path / "out" / "train.bin").exists()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_corpus_too_small_to_split(tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("a")  # two tokens with the separator, both needed for validation
+    code, err = run_cli([tmp_path / "a.txt", f"--out_dir={tmp_path / 'out'}", "--tokenizer=char", "--val_fraction=0.9"], capsys)
+    assert_one_line_error(code, err, "corpus too small to split: 2 tokens")
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_folder_without_text_files(tmp_path, write_files, capsys):
     folder = write_files({"model.bin": b"\x00\x01\x02", ".notes.txt": "hidden"})
-    code, err = run_cli(["--input", folder, "--out-dir", tmp_path / "out", "--tokenizer", "char"], capsys)
+    code, err = run_cli([folder, f"--out_dir={tmp_path / 'out'}", "--tokenizer=char"], capsys)
     assert_one_line_error(code, err, "no text files in folder")
-    code, err = run_cli(["--input", folder / "*.txt", "--out-dir", tmp_path / "out", "--tokenizer", "char"], capsys)
+    code, err = run_cli([folder / "*.txt", f"--out_dir={tmp_path / 'out'}", "--tokenizer=char"], capsys)
     assert_one_line_error(code, err, "no text files match")
+    code, err = run_cli([folder / "model.bin", f"--out_dir={tmp_path / 'out'}", "--tokenizer=char"], capsys)
+    assert_one_line_error(code, err, "model.bin is not a text file")
 
 
 def test_file_that_is_not_utf8(tmp_path, write_files, capsys):
     folder = write_files({"a.txt": "fine\n", "b.txt": b"caf\xe9\n"})
-    argv = ["--input", folder, "--out-dir", tmp_path / "out", "--tokenizer", "char"]
+    argv = [folder, f"--out_dir={tmp_path / 'out'}", "--tokenizer=char"]
     code, err = run_cli(argv, capsys)
-    assert_one_line_error(code, err, "b.txt", "--encoding-errors replace")
+    assert_one_line_error(code, err, "b.txt", "--encoding_errors=replace")
     assert not list((tmp_path / "out").glob("*"))  # nothing half-written
 
-    code, err = run_cli(argv + ["--encoding-errors", "replace"], capsys)
+    code, err = run_cli(argv + ["--encoding_errors=replace"], capsys)
     assert code == 0, err
     meta, tokens = read_tokens(tmp_path / "out")
     assert tokenizer_from_meta(meta).decode(tokens) == "fine\n\x00caf\ufffd\n\x00"
@@ -242,30 +363,39 @@ def test_file_that_is_not_utf8(tmp_path, write_files, capsys):
 
 def test_unknown_tokenizer(tmp_path, write_files, capsys):
     folder = write_files(DOCS)
-    code, err = run_cli(["--input", folder, "--out-dir", tmp_path / "out", "--tokenizer", "gpt5"], capsys)
+    code, err = run_cli([folder, f"--out_dir={tmp_path / 'out'}", "--tokenizer=gpt5"], capsys)
     assert_one_line_error(code, err, "unknown tokenizer 'gpt5'", "r50k_base", "char")
 
 
-@pytest.mark.parametrize("fraction", ["0", "1", "1.5", "-0.1"])
-def test_val_fraction_out_of_range(tmp_path, write_files, capsys, fraction):
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        *[(f"--val_fraction={f}", "val_fraction must be between 0 and 1") for f in ("0", "1", "1.5", "-0.1")],
+        ("--num_proc=0", "num_proc must be at least 1"),
+        ("--encoding_errors=ignore", "encoding_errors must be strict or replace"),
+        ("--val_fraction=half", "val_fraction on the command line must be float"),
+        ("--out_dri=x", "unknown config key 'out_dri' on the command line; did you mean out_dir?"),
+    ],
+)
+def test_bad_option(tmp_path, write_files, capsys, option, message):
     folder = write_files(DOCS)
-    code, err = run_cli(["--input", folder, "--out-dir", tmp_path / "out", "--tokenizer", "char",
-                         "--val-fraction", fraction], capsys)
-    assert_one_line_error(code, err, "--val-fraction must be between 0 and 1")
+    code, err = run_cli([folder, f"--out_dir={tmp_path / 'out'}", "--tokenizer=char", option], capsys)
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / "out").exists()
 
 
 def test_out_dir_with_a_different_dataset_needs_overwrite(tmp_path, write_files, capsys):
     first = write_files({"a.txt": "first corpus\n"}, "first")
     second = write_files({"a.txt": "second corpus\n"}, "second")
     out = tmp_path / "out"
-    assert run_cli(["--input", first, "--out-dir", out, "--tokenizer", "char"], capsys)[0] == 0
+    assert run_cli([first, f"--out_dir={out}", "--tokenizer=char"], capsys)[0] == 0
     before = folder_bytes(out)
 
-    code, err = run_cli(["--input", second, "--out-dir", out, "--tokenizer", "char"], capsys)
+    code, err = run_cli([second, f"--out_dir={out}", "--tokenizer=char"], capsys)
     assert_one_line_error(code, err, "already holds a different dataset", "--overwrite")
     assert folder_bytes(out) == before
 
-    code, err = run_cli(["--input", second, "--out-dir", out, "--tokenizer", "char", "--overwrite"], capsys)
+    code, err = run_cli([second, f"--out_dir={out}", "--tokenizer=char", "--overwrite"], capsys)
     assert code == 0, err
     assert str(second) in json.loads((out / "meta.json").read_text())["source"]
 
@@ -274,8 +404,10 @@ def test_out_dir_that_cannot_be_created(tmp_path, write_files, capsys):
     folder = write_files(DOCS)
     (tmp_path / "a_file").write_text("not a folder")
     out = tmp_path / "a_file" / "out"  # fails even for root, unlike a read-only folder
-    code, err = run_cli(["--input", folder, "--out-dir", out, "--tokenizer", "char"], capsys)
-    assert_one_line_error(code, err, f"cannot create --out-dir {out}: Not a directory")
+    code, err = run_cli([folder, f"--out_dir={out}", "--tokenizer=char"], capsys)
+    assert_one_line_error(code, err, f"cannot create --out_dir {out}: Not a directory")
+    code, err = run_cli([folder, f"--out_dir={tmp_path / 'a_file'}", "--tokenizer=char"], capsys)
+    assert_one_line_error(code, err, f"--out_dir {tmp_path / 'a_file'} is a file, not a folder")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -285,19 +417,22 @@ def test_read_only_out_dir(tmp_path, write_files, capsys):
     locked.mkdir()
     locked.chmod(0o555)
     try:
-        code, err = run_cli(["--input", folder, "--out-dir", locked / "out", "--tokenizer", "char"], capsys)
-        assert_one_line_error(code, err, f"cannot create --out-dir {locked / 'out'}: Permission denied")
-        code, err = run_cli(["--input", folder, "--out-dir", locked, "--tokenizer", "char"], capsys)
-        assert_one_line_error(code, err, f"--out-dir {locked} is not writable")
+        code, err = run_cli([folder, f"--out_dir={locked / 'out'}", "--tokenizer=char"], capsys)
+        assert_one_line_error(code, err, f"cannot create --out_dir {locked / 'out'}: Permission denied")
+        code, err = run_cli([folder, f"--out_dir={locked}", "--tokenizer=char"], capsys)
+        assert_one_line_error(code, err, f"--out_dir {locked} is not writable")
     finally:
         locked.chmod(0o755)
 
 
 def test_source_must_be_given_exactly_once(tmp_path, write_files, capsys):
     folder = write_files(DOCS)
-    assert_one_line_error(*run_cli(["--out-dir", tmp_path / "out"], capsys), "exactly one source")
-    assert_one_line_error(*run_cli(["pystdlib", "--input", folder], capsys), "exactly one source")
-    assert_one_line_error(*run_cli(["--input", folder], capsys), "--out-dir DIR is required")
+    out = f"--out_dir={tmp_path / 'out'}"
+    for argv in ([out], ["pystdlib", folder, out], [folder, "--hf_dataset=json", out], ["--input", folder, "quickstart"]):
+        assert_one_line_error(*run_cli(argv, capsys), "exactly one source")
+    assert_one_line_error(*run_cli([folder], capsys), "--out_dir=DIR is required")
+    assert_one_line_error(*run_cli(["--hf_dataset=json"], capsys), "--out_dir=DIR is required")
+    assert not (tmp_path / "out").exists()
 
 
 def test_gpt2_without_network_or_cache_names_tiktoken_cache_dir(tmp_path, monkeypatch):
@@ -312,25 +447,13 @@ def test_gpt2_without_network_or_cache_names_tiktoken_cache_dir(tmp_path, monkey
     assert "\n" not in str(error.value)
 
 
-def test_help_documents_presets_and_offline_use(capsys):
-    assert main(["--help"]) == 0
-    out = capsys.readouterr().out
-    for word in ("--input", "--hf-dataset", "--tokenizer", "--val-fraction", "--num-proc", "pystdlib",
-                 "shakespeare", "TIKTOKEN_CACHE_DIR"):
-        assert word in out
-
-
 # ---------------------------------------------------------------- interrupted writes
 
 
-class InterruptedCorpus(Corpus):
-    """Yields one document, then behaves like Ctrl-C."""
-
-    description = "interrupted"
-
-    def documents(self):
-        yield ["the first document\n"]
-        raise KeyboardInterrupt
+def interrupted_documents():
+    """One document, then what Ctrl-C does."""
+    yield ["the first document\n"]
+    raise KeyboardInterrupt
 
 
 def test_interruption_keeps_the_previous_dataset(tmp_path, tiny_tokenizer):
@@ -338,22 +461,23 @@ def test_interruption_keeps_the_previous_dataset(tmp_path, tiny_tokenizer):
     prepare(["an earlier, complete dataset"], out, tiny_tokenizer)
     before = folder_bytes(out)
     with pytest.raises(KeyboardInterrupt):
-        prepare(InterruptedCorpus(), out, tiny_tokenizer, overwrite=True)
+        prepare(Corpus("interrupted", interrupted_documents), out, tiny_tokenizer, overwrite=True)
     assert folder_bytes(out) == before  # no *.tmp left, old files untouched
 
 
-def test_worker_failure_leaves_no_files(tmp_path):
+def test_thread_failure_leaves_no_files(tmp_path):
     texts = ["abc" * 10] * 20 + ["abz"]  # 'z' is outside the vocabulary
     with pytest.raises(DataError, match="'z'"):
-        prepare(texts, tmp_path / "out", char_tokenizer("abc"), num_proc=2)
+        prepare(texts, tmp_path / "out", CharTokenizer("abc"), num_proc=2)
     assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_ctrl_c_before_the_work_starts(tmp_path, write_files, monkeypatch, capsys):
     def interrupt(inputs):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(prepare_module, "find_text_files", interrupt)
-    code, err = run_cli(["--input", write_files(DOCS), "--out-dir", tmp_path / "out", "--tokenizer", "char"], capsys)
+    code, err = run_cli([write_files(DOCS), f"--out_dir={tmp_path / 'out'}", "--tokenizer=char"], capsys)
     assert code == 130 and err.startswith("interrupted by SIGINT") and err.count("\n") == 1, err
 
 
@@ -371,17 +495,33 @@ sys.argv = ["data/prepare.py", "--help"]
 runpy.run_path({str(PREPARE_PY)!r}, run_name="__main__")
 """
     result = subprocess.run([sys.executable, "-c", signal_on_numpy_import], capture_output=True, text=True, timeout=60)
-    assert (result.returncode, result.stdout, result.stderr) == (
-        128 + signum, "", f"interrupted by {signal.Signals(signum).name}\n")
+    assert (result.returncode, result.stdout, result.stderr) == (128 + signum, "", f"interrupted by {signal.Signals(signum).name}\n")
+
+
+# tiktoken's plugin mechanism (a module in the tiktoken_ext namespace package) makes conftest's tiny
+# BPE encoding a --tokenizer name for a child process: slow enough to interrupt, and offline.
+TINY_PLUGIN = f"""
+def tiny():
+    ranks = {{bytes([i]): i for i in range(256)}}
+    for merge in {MERGES!r}:
+        ranks[merge] = len(ranks)
+    return {{"name": "tiny", "pat_str": {GPT2_PATTERN!r}, "mergeable_ranks": ranks,
+            "special_tokens": {{"<|endoftext|>": len(ranks)}}}}
+
+ENCODING_CONSTRUCTORS = {{"tiny": tiny}}
+"""
 
 
 @pytest.fixture(scope="module")
 def big_corpus(tmp_path_factory):
-    """18 MB of text: a second or more of tokenizing, time enough to interrupt it."""
+    """32 MB of text and a PYTHONPATH with the tiny encoding: half a second or more of tokenizing."""
     folder = tmp_path_factory.mktemp("big")
-    for i in range(8):
+    for i in range(16):
         (folder / f"doc{i}.txt").write_text(f"the cat {i} sat on the mat\n" * 80_000)
-    return folder
+    plugin = tmp_path_factory.mktemp("plugin")
+    (plugin / "tiktoken_ext").mkdir()
+    (plugin / "tiktoken_ext" / "tiny_for_tests.py").write_text(TINY_PLUGIN)
+    return folder, {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), os.environ.get("PYTHONPATH", "")])}
 
 
 def file_size(path):
@@ -391,19 +531,42 @@ def file_size(path):
         return 0
 
 
-@pytest.mark.parametrize("signum, whole_group", [
-    (signal.SIGTERM, False),  # kill PID
-    (signal.SIGINT, True),    # Ctrl-C: the terminal signals every process of the group, workers too
-    (signal.SIGTERM, True),   # a job scheduler stopping all processes of a job
-], ids=["kill", "ctrl-c", "scheduler"])
-def test_signal_while_workers_encode(tmp_path, big_corpus, signum, whole_group):
+def test_tiny_plugin_encodes_like_the_fixture(tmp_path, big_corpus, tiny_tokenizer):
+    """The child processes below tokenize with conftest's tiny encoding."""
+    folder, env = big_corpus
+    (tmp_path / "a.txt").write_text(DOCS["a.txt"] * 3)
+    subprocess.run(
+        [sys.executable, str(PREPARE_PY), str(tmp_path / "a.txt"), f"--out_dir={tmp_path / 'out'}", "--tokenizer=tiny"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    _, tokens = read_tokens(tmp_path / "out")
+    assert tokens.tolist() == tiny_tokenizer.encode(DOCS["a.txt"] * 3) + [tiny_tokenizer.eot_id]
+
+
+@pytest.mark.parametrize(
+    "signum, whole_group",
+    [
+        (signal.SIGTERM, False),  # kill PID
+        (signal.SIGINT, True),  # Ctrl-C: the terminal signals every process of the group
+        (signal.SIGTERM, True),  # a job scheduler stopping all processes of a job
+    ],
+    ids=["kill", "ctrl-c", "scheduler"],
+)
+def test_signal_while_threads_encode(tmp_path, big_corpus, signum, whole_group):
+    folder, env = big_corpus
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, str(PREPARE_PY), "--input", str(big_corpus), "--out-dir", str(out),
-                                "--tokenizer", "char", "--num-proc", "2"],
-                               stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(PREPARE_PY), str(folder), f"--out_dir={out}", "--tokenizer=tiny", "--num_proc=2"],
+        env=env,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
-        while not file_size(out / "train.bin.tmp"):  # the workers' first tokens are written
+        while not file_size(out / "train.bin.tmp"):  # the first tokens are written
             assert process.poll() is None and time.monotonic() < deadline, "prepare ended before it was interrupted"
             time.sleep(0.005)
         (os.killpg if whole_group else os.kill)(process.pid, signum)
@@ -412,7 +575,20 @@ def test_signal_while_workers_encode(tmp_path, big_corpus, signum, whole_group):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 128 + signum, err
-    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert "Traceback" not in err, err
     lines = err.rstrip("\n").split("\n")  # "source: ...", the progress bar (redrawn after \r), the interruption
     assert len(lines) <= 3 and lines[-1].startswith(f"interrupted by {signal.Signals(signum).name}"), err
     assert list(out.iterdir()) == []  # no meta.json, no temporary file
+
+
+def test_a_lone_surrogate_in_a_text_is_replaced_as_tiktoken_does(tmp_path, tiny_tokenizer):
+    prepare(["ab\ud800cd " * 50], tmp_path / "out", tiny_tokenizer)
+    tokens = np.fromfile(tmp_path / "out" / "train.bin", dtype=np.uint16)
+    assert tiny_tokenizer.decode(tokens).startswith("ab\ufffdcd ab\ufffdcd")
+
+
+@pytest.mark.parametrize("option,message", [(dict(val_fraction=0), "val_fraction"), (dict(num_proc=0), "num_proc")])
+def test_prepare_checks_its_arguments_as_the_command_line_does(tmp_path, tiny_tokenizer, option, message):
+    with pytest.raises(DataError, match=message):
+        prepare(make_corpus(), tmp_path / "out", tiny_tokenizer, **option)
+    assert not (tmp_path / "out").exists()

@@ -4,12 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ctrl_c_while_importing, tiny_config
 
 import sample
 from model import GPT, GPTConfig
-from train import TrainConfig, train
-
-from conftest import ctrl_c_while_importing
+from train import train
 
 ROOT = Path(sample.__file__).resolve().parent
 
@@ -17,8 +16,7 @@ ROOT = Path(sample.__file__).resolve().parent
 @pytest.fixture(scope="module")
 def trained_run(char_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "run"
-    train(TrainConfig(data_dir=char_data, out_dir=str(out), n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8,
-                      max_iters=30, eval_interval=30, eval_iters=2, log_interval=10, learning_rate=1e-2, device="cpu", dtype="float32"))
+    train(tiny_config(char_data, out, max_iters=30, eval_interval=30, eval_iters=2, log_interval=10))
     return out
 
 
@@ -47,9 +45,17 @@ def test_prompt_from_file_and_greedy_decoding(trained_run, capsys, tmp_path):
     assert first == second and first.startswith("the dog")  # greedy: both samples are the same
 
 
-@pytest.mark.parametrize("args,message", [(["--start=FILE:/nowhere.txt"], "prompt file not found"), (["--top_p=2"], "top_p"),
-                                          (["--tempreature=1"], "temperature"), (["--top_k=0"], "top_k"), (["--device=gpu"], "device"),
-                                          (["--start=Zebra"], "not in the char vocabulary")])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--start=FILE:/nowhere.txt"], "prompt file not found"),
+        (["--top_p=2"], "top_p"),
+        (["--tempreature=1"], "temperature"),
+        (["--top_k=0"], "top_k"),
+        (["--device=gpu"], "device"),
+        (["--start=Zebra"], "not in the char vocabulary"),
+    ],
+)
 def test_bad_input_is_one_line(trained_run, capsys, args, message):
     code, _, err = sample_text(trained_run, capsys, *args)
     assert code == 2 and message in err and err.count("\n") == 1

@@ -9,16 +9,42 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_argv
 
 import train as train_module
-from model import GPT, GPTConfig, chunked_cross_entropy
-from train import SDPA_BACKENDS, StepContext, TrainConfig, eval_batches, eval_offsets, make_optimizer, model_fields, speed_fields, to_device, train_step
 from data.dataset import batch_from_offsets
+from model import GPT, GPTConfig, chunked_cross_entropy
+from train import (
+    SDPA_BACKENDS,
+    StepContext,
+    TrainConfig,
+    eval_batches,
+    eval_offsets,
+    make_optimizer,
+    model_fields,
+    speed_fields,
+    to_device,
+    train_step,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-PLAIN = TrainConfig(n_layer=2, n_head=2, n_embd=48, block_size=16, batch_size=4, vocab_size=101, mlp="swiglu",
-                    device="cpu", dtype="float32", compile=False, loss_chunk_size=0, fused_adamw=False, prefetch=False,
-                    gradient_accumulation_steps=2, learning_rate=1e-2)
+PLAIN = TrainConfig(
+    n_layer=2,
+    n_head=2,
+    n_embd=48,
+    block_size=16,
+    batch_size=4,
+    vocab_size=101,
+    mlp="swiglu",
+    device="cpu",
+    dtype="float32",
+    compile=False,
+    loss_chunk_size=0,
+    fused_adamw=False,
+    prefetch=False,
+    gradient_accumulation_steps=2,
+    learning_rate=1e-2,
+)
 
 
 def run_steps(cfg, n_steps=3):
@@ -28,7 +54,9 @@ def run_steps(cfg, n_steps=3):
     optimizer = make_optimizer(raw, cfg, "cpu")
     model = torch.compile(raw) if cfg.compile else raw
     ctx = StepContext(cfg, "cpu", cfg.dtype)
-    data = torch.randint(0, cfg.vocab_size, (n_steps * 2 + 1, cfg.batch_size, cfg.block_size + 1), generator=torch.Generator().manual_seed(1))
+    data = torch.randint(
+        0, cfg.vocab_size, (n_steps * 2 + 1, cfg.batch_size, cfg.block_size + 1), generator=torch.Generator().manual_seed(1)
+    )
     fetch = lambda k: to_device(data[k, :, :-1], data[k, :, 1:], "cpu", cfg.prefetch)  # noqa: E731
     with ctx:
         loss = model(*fetch(0))[1]
@@ -37,7 +65,7 @@ def run_steps(cfg, n_steps=3):
     optimizer.zero_grad(set_to_none=True)
     batch, losses = fetch(0), []
     for step in range(n_steps):
-        loss, batch = train_step(model, optimizer, batch, lambda k: fetch(2 * step + k), 2, 1.0, ctx)
+        loss, batch = train_step(model, optimizer, batch, lambda k, step=step: fetch(2 * step + k), 2, 1.0, ctx)
         losses.append(loss.item())
     return grads, losses, {k: v.detach().clone() for k, v in raw.state_dict().items()}
 
@@ -167,14 +195,20 @@ def test_chunked_loss_takes_bf16_activations_with_fp32_weights():
 
 
 def test_cuda_graphs_with_gradient_accumulation_are_refused(char_data, tmp_path, capsys):
-    argv = [f"--data_dir={char_data}", f"--out_dir={tmp_path / 'run'}", "--device=cpu", "--n_layer=1", "--n_embd=32", "--n_head=2",
-            "--block_size=16", "--compile=True", "--compile_mode=reduce-overhead", "--gradient_accumulation_steps=2"]
+    argv = tiny_argv(
+        data_dir=char_data, out_dir=tmp_path / "run", compile=True, compile_mode="reduce-overhead", gradient_accumulation_steps=2
+    )
     assert train_module.main(argv) == 2
     err = capsys.readouterr().err
     assert "CUDA graphs" in err and "gradient_accumulation_steps" in err and err.count("\n") == 1
     assert not (tmp_path / "run" / "ckpt.pt").exists()
-    result = subprocess.run([sys.executable, "bench.py", "--device=cpu", "--compile=True", "--compile_mode=max-autotune",
-                             "--gradient_accumulation_steps=4"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "bench.py", "--device=cpu", "--compile=True", "--compile_mode=max-autotune", "--gradient_accumulation_steps=4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "CUDA graphs" in result.stderr and result.stderr.count("\n") == 1
 
 
@@ -196,15 +230,19 @@ def test_prefetch_falls_back_to_plain_copies_off_cuda():
     assert_same_training(replace(PLAIN, prefetch=True), rtol=0, atol=0, compare_weights=True)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_model_trains_like_eager():
     assert_same_training(replace(PLAIN, compile=True, loss_chunk_size=24), rtol=1e-4, atol=1e-5)
 
 
+BENCH = dict(n_layer=1, block_size=16, batch_size=2, vocab_size=64, steps=1, warmup=0)  # bench.py's own keys mix with train.py's
+
+
+@pytest.mark.slow
 def test_bench_times_both_arms_from_one_process(tmp_path):
     out = tmp_path / "bench.json"
-    args = ["--n_layer=1", "--n_head=2", "--n_embd=48", "--block_size=16", "--batch_size=2", "--vocab_size=64", "--device=cpu",
-            "--compare", "mlp=gelu,swiglu", "--steps=2", "--warmup=1", f"--json={out}"]
+    args = tiny_argv(**{**BENCH, "steps": 2, "warmup": 1}, n_embd=48, compare="mlp=gelu,swiglu", json=out)
     result = subprocess.run([sys.executable, "bench.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())
@@ -213,34 +251,36 @@ def test_bench_times_both_arms_from_one_process(tmp_path):
     assert "gelu" in result.stdout and "swiglu" in result.stdout and "ms/step" in result.stdout
 
 
+@pytest.mark.slow
 def test_bench_runs_each_row_in_its_own_process(tmp_path):
     """A small model after a large one reports its own, smaller peak memory."""
     out = tmp_path / "bench.json"
-    args = ["--n_layer=1", "--n_head=2", "--block_size=16", "--batch_size=2", "--vocab_size=50304", "--device=cpu",
-            "--compare", "n_embd=512,16", "--steps=1", "--warmup=0", f"--json={out}"]
+    args = tiny_argv(**{**BENCH, "vocab_size": 50304}, compare="n_embd=512,16", json=out)
     subprocess.run([sys.executable, "bench.py", *args], cwd=ROOT, check=True, capture_output=True, timeout=300)
     big, small = json.loads(out.read_text())
     assert small["peak_memory_gb"] < big["peak_memory_gb"] - 0.2
 
 
+@pytest.mark.slow
 def test_bench_profile_prints_the_costliest_operators(tmp_path):
-    args = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=2", "--vocab_size=64", "--device=cpu",
-            "--steps=1", "--warmup=0", "--profile"]
+    args = tiny_argv(**BENCH, profile=True)
     result = subprocess.run([sys.executable, "bench.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "profile of one step" in result.stdout and "aten::mm" in result.stdout and "Self CPU" in result.stdout
 
 
+@pytest.mark.slow
 def test_bench_with_a_peak_reports_mfu(tmp_path):
     out = tmp_path / "bench.json"
-    args = ["--n_layer=1", "--n_head=2", "--n_embd=48", "--block_size=16", "--batch_size=2", "--vocab_size=64", "--device=cpu",
-            "--steps=1", "--warmup=0", "--peak=1", f"--json={out}"]
+    args = tiny_argv(**BENCH, peak=1, json=out)
     subprocess.run([sys.executable, "bench.py", *args], cwd=ROOT, check=True, capture_output=True, timeout=300)
     row = json.loads(out.read_text())[0]
     assert row["mfu"] == pytest.approx(row["tflops"] / 1.0)
 
 
-@pytest.mark.parametrize("args,message", [(["--compare", "nope=1,2"], "KEY=V1"), (["--compare", "mlp=gelu,swishglu"], "mlp"), (["--steps=0"], "steps")])
+@pytest.mark.parametrize(
+    "args,message", [(["--compare=nope=1,2"], "KEY=V1"), (["--compare=mlp=gelu,swishglu"], "mlp"), (["--steps=0"], "steps")]
+)
 def test_bench_bad_input_is_one_line(args, message):
     result = subprocess.run([sys.executable, "bench.py", "--device=cpu", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2

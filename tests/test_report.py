@@ -1,0 +1,310 @@
+"""Tests for report.py: the paired test against textbook numbers and hand computations, and the
+report itself on fixed fake metrics (its numbers, its files, what it refuses)."""
+
+import json
+import math
+import warnings
+
+import pytest
+from scipy import stats
+
+import report
+
+TOKENS_PER_ITER = 1000
+MAX_ITERS = 100
+DATA = {"tokenizer": "char", "vocab_size": 65, "train_tokens": 1_000_000, "val_tokens": 100_000, "source": "fake shakespeare"}
+# Final validation loss per arm and seed. Differences from gelu, by seed:
+#   swiglu: -0.05, -0.08, -0.05    relu2: +0.05, -0.02, +0.05
+FINAL_VAL = {"gelu": [2.00, 2.10, 2.05], "swiglu": [1.95, 2.02, 2.00], "relu2": [2.05, 2.08, 2.10]}
+T_975_DF2 = 4.302652729911275  # t quantile for a 95% interval with 2 degrees of freedom (tables)
+
+
+def write_run(
+    run_dir, mlp, seed, final_val, *, complete=True, data=DATA, tokens_per_iter=TOKENS_PER_ITER, max_iters=MAX_ITERS, config_extra=None
+):
+    """A metrics.jsonl as train.py writes it: evals at 0, max/2 and max; val loss 4.0, final + 0.5, final."""
+    run_dir.mkdir(parents=True)
+    seconds_per_iter = 0.01 * (1 + seed / 10)  # seeds run at slightly different speeds
+    lines = [
+        {
+            "event": "config",
+            "config": {
+                "mlp": mlp,
+                "seed": seed,
+                "max_iters": max_iters,
+                "n_layer": 2,
+                "n_head": 2,
+                "n_embd": 32,
+                "block_size": 16,
+                "wandb_project": "test",
+                "wandb_group": "g",
+                **(config_extra or {}),
+            },
+            "model": {"params_total": 10_000 + len(mlp), "params_non_embedding": 8_000, "params_mlp": 4_000, "flops_per_token": 60_000},
+            "data": data,
+            "tokens_per_iter": tokens_per_iter,
+            "world_size": 1,
+        }
+    ]
+    last_iter = max_iters if complete else max_iters // 2
+    for it in range(0, last_iter + 1, 10):
+        lines.append(
+            {
+                "event": "train",
+                "iter": it,
+                "tokens": it * tokens_per_iter,
+                "flops": 0.0,
+                "time": it * seconds_per_iter,
+                "loss": 4.0 - 2.0 * it / max_iters,
+                "lr": 1e-3,
+                "tokens_per_s": 5000.0 + seed,
+                "mfu": None,
+            }
+        )
+    for it, val in [(0, 4.0), (max_iters // 2, final_val + 0.5), (max_iters, final_val)]:
+        if it <= last_iter:
+            lines.append(
+                {
+                    "event": "eval",
+                    "iter": it,
+                    "tokens": it * tokens_per_iter,
+                    "flops": 0.0,
+                    "time": it * seconds_per_iter,
+                    "train_loss": val - 0.1,
+                    "val_loss": val,
+                    "val_ppl": math.exp(val),
+                }
+            )
+    if complete:
+        lines.append(
+            {
+                "event": "end",
+                "iter": max_iters,
+                "tokens": max_iters * tokens_per_iter,
+                "time": max_iters * seconds_per_iter,
+                "best_val_loss": final_val,
+                "final_val_loss": final_val,
+            }
+        )
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run_dir
+
+
+def write_arms(root):
+    """3 arms x 3 seeds of fake complete runs (FINAL_VAL) under root; returns root."""
+    for mlp, finals in FINAL_VAL.items():
+        for seed, final in enumerate(finals):
+            write_run(root / f"{mlp}-s{seed}", mlp, seed, final)
+    return root
+
+
+@pytest.fixture
+def runs_root(tmp_path):
+    return write_arms(tmp_path / "runs")
+
+
+def make_report(paths, out, baseline="gelu", allow_mismatch=False):
+    """report.report on every run under `paths`, as compare.py's report mode calls it."""
+    runs = [report.load_run(run_dir) for run_dir in report.find_run_dirs(paths)]
+    return report.report(runs, out, baseline, allow_mismatch)
+
+
+def arm(summary, name):
+    return next(a for a in summary["arms"] if a["arm"] == name)
+
+
+# --- the paired t-test ----------------------------------------------------------------------------
+
+
+def test_paired_t_test_matches_students_sleep_data():
+    # Cushny and Peebles' hours of extra sleep under two drugs, the example of Student (1908);
+    # textbooks (and R's t.test on its `sleep` data) give t = 4.0621, df = 9, p = 0.002833,
+    # 95% CI [0.7001, 2.4599] for the mean difference 1.58.
+    drug_1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
+    drug_2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
+    result = report.paired_t_test(drug_2, drug_1)
+    assert result["n_pairs"] == 10 and result["diff_mean"] == pytest.approx(1.58)
+    assert result["t"] == pytest.approx(4.0621, abs=1e-4)
+    assert result["p_value"] == pytest.approx(0.002833, abs=1e-6)
+    assert result["ci95"] == pytest.approx([0.7001, 2.4599], abs=1e-4)
+    assert result["note"] is None
+
+
+@pytest.mark.parametrize("critical_t, df", [(12.706, 1), (4.303, 2), (2.776, 4), (2.262, 9), (2.086, 20)])
+def test_differences_at_the_tabled_critical_t_give_p_005_and_an_interval_touching_zero(critical_t, df):
+    # Textbook two-sided 5% critical values: differences whose t equals one have p = 0.05 and a
+    # 95% interval whose lower end is 0.
+    n = df + 1
+    spread = [(-1) ** i * (1 + i % 3) for i in range(n)]
+    spread = [s - sum(spread) / n for s in spread]  # mean 0
+    sem = math.sqrt(sum(s * s for s in spread) / (n - 1) / n)
+    differences = [critical_t * sem + s for s in spread]
+    result = report.paired_t_test(differences, [0.0] * n)
+    assert result["t"] == pytest.approx(critical_t)
+    assert result["p_value"] == pytest.approx(0.05, abs=2e-4)
+    assert result["ci95"][0] == pytest.approx(0.0, abs=1e-3 * sem)
+
+
+def test_paired_t_test_with_one_pair_gives_no_interval():
+    result = report.paired_t_test([2.1], [2.0])
+    assert result["diff_mean"] == pytest.approx(0.1)
+    assert result["ci95"] is None and result["p_value"] is None and "at least 2" in result["note"]
+
+
+def test_differences_that_are_all_zero_say_so_instead_of_nan():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing leaks to stderr either
+        result = report.paired_t_test([2.0, 2.1, 1.9], [2.0, 2.1, 1.9])
+    assert result["diff_mean"] == 0.0 and result["diff_std"] == 0.0
+    assert result["ci95"] is None and result["t"] is None and result["p_value"] is None
+    assert "all zero" in result["note"]
+
+
+def test_equal_nonzero_differences_are_certain_and_scipys_warning_is_a_note():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = report.paired_t_test([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])
+    assert result["t"] == math.inf and result["p_value"] == 0.0
+    assert result["ci95"] == pytest.approx([0.5, 0.5])
+    assert result["note"] is None or result["note"].startswith("scipy warns: ")
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def test_statistics_match_hand_computation(runs_root, tmp_path):
+    summary = make_report([runs_root], tmp_path / "report")
+    assert summary["baseline"] == "gelu"
+
+    swiglu = arm(summary, "swiglu")
+    # By hand: d = (-0.05, -0.08, -0.05); mean -0.06; deviations (0.01, -0.02, 0.01), so
+    # sd = sqrt(0.0006 / 2) = sqrt(0.0003); standard error sd / sqrt(3) = 0.01; t = -6.
+    paired = swiglu["vs_baseline"]
+    assert paired["seeds"] == [0, 1, 2]
+    assert paired["diff_mean"] == pytest.approx(-0.06)
+    assert paired["diff_std"] == pytest.approx(math.sqrt(0.0003))
+    assert paired["t"] == pytest.approx(-6.0)
+    assert paired["ci95"] == pytest.approx([-0.06 - T_975_DF2 * 0.01, -0.06 + T_975_DF2 * 0.01])
+    assert paired["p_value"] == pytest.approx(1 - 6 / math.sqrt(38))  # df=2 closed form
+
+    relu2 = arm(summary, "relu2")["vs_baseline"]
+    # d = (0.05, -0.02, 0.05): mean 0.08/3, deviations (0.07, -0.14, 0.07)/3.
+    mean, sd = 0.08 / 3, math.sqrt((0.07**2 + 0.14**2 + 0.07**2) / 9 / 2)
+    assert relu2["diff_mean"] == pytest.approx(mean)
+    assert relu2["diff_std"] == pytest.approx(sd)
+    sem = sd / math.sqrt(3)
+    t = mean / sem
+    assert relu2["t"] == pytest.approx(t)
+    assert relu2["p_value"] == pytest.approx(1 - t / math.sqrt(t * t + 2))
+    assert relu2["p_value"] == pytest.approx(2 * stats.t.sf(t, df=2))
+    half_width = stats.t.ppf(0.975, df=2) * sem
+    assert relu2["ci95"] == pytest.approx([mean - half_width, mean + half_width])
+
+    gelu = arm(summary, "gelu")
+    assert gelu["vs_baseline"] is None
+    assert gelu["n_seeds"] == 3
+    assert gelu["final_val_loss"]["mean"] == pytest.approx(2.05)
+    assert gelu["final_val_loss"]["std"] == pytest.approx(0.05)
+    assert gelu["tokens_per_s"] == pytest.approx(5001.0)
+
+
+def test_tokens_to_reach_baseline_final_loss(runs_root, tmp_path):
+    summary = make_report([runs_root], tmp_path / "report")
+    # swiglu's mean val curve: 4.0 at 0 tokens, 2.49 at 50k, 1.99 at 100k. The baseline's mean
+    # final loss 2.05 is crossed at 50k + (2.49 - 2.05) / (2.49 - 1.99) * 50k = 94k tokens.
+    reach = arm(summary, "swiglu")["reach_baseline_final"]
+    assert reach["tokens"] == pytest.approx(94_000)
+    assert reach["fraction"] == pytest.approx(0.94)
+    assert arm(summary, "gelu")["reach_baseline_final"]["fraction"] == pytest.approx(1.0)
+    assert arm(summary, "relu2")["reach_baseline_final"]["tokens"] is None  # ends at 2.0767 > 2.05
+
+
+def test_report_lists_every_arm_and_writes_a_valid_png(runs_root, tmp_path, capsys):
+    summary = make_report([runs_root], tmp_path / "report")
+    printed = capsys.readouterr().out
+    markdown = (tmp_path / "report" / "summary.md").read_text()
+    for name in FINAL_VAL:
+        assert f"| {name} |" in markdown and f"| {name} |" in printed
+    assert [a["arm"] for a in summary["arms"]] == ["gelu", "relu2", "swiglu"]
+    assert "fake shakespeare" in markdown
+    assert json.loads((tmp_path / "report" / "summary.json").read_text()) == summary
+
+    png = tmp_path / "report" / "loss_curves.png"
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    import matplotlib.pyplot as plt
+
+    image = plt.imread(png)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_arms_with_equal_losses_are_reported_with_a_note(tmp_path):
+    for seed, final in enumerate([2.0, 2.1]):
+        write_run(tmp_path / "runs" / f"gelu-s{seed}", "gelu", seed, final)
+        write_run(tmp_path / "runs" / f"swiglu-s{seed}", "swiglu", seed, final)
+    summary = make_report([tmp_path / "runs"], tmp_path / "report")
+    assert arm(summary, "swiglu")["vs_baseline"]["p_value"] is None
+    assert "swiglu: the 2 paired differences are all zero" in (tmp_path / "report" / "summary.md").read_text()
+    assert "NaN" not in (tmp_path / "report" / "summary.json").read_text()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"data": {**DATA, "train_tokens": 5}},
+        {"tokens_per_iter": 2 * TOKENS_PER_ITER},
+        {"max_iters": 2 * MAX_ITERS},
+        {"config_extra": {"eval_iters": 99}},
+    ],
+)
+def test_mismatched_runs_are_refused_unless_allowed(runs_root, tmp_path, change):
+    write_run(runs_root / "odd-s0", "geglu", 0, 2.0, **change)
+    with pytest.raises(report.ReportError, match="differ.*odd-s0.*--allow_mismatch") as refusal:
+        make_report([runs_root], tmp_path / "report")
+    assert "\n" not in str(refusal.value)
+    assert not (tmp_path / "report").exists()
+
+    summary = make_report([runs_root], tmp_path / "report", allow_mismatch=True)
+    assert "differ" in summary["mismatch"]
+    assert "geglu" in [a["arm"] for a in summary["arms"]]
+
+
+def test_incomplete_runs_are_named_and_left_out(runs_root, tmp_path, capsys):
+    (runs_root / "swiglu-s1" / "metrics.jsonl").unlink()
+    (runs_root / "swiglu-s1").rmdir()
+    write_run(runs_root / "swiglu-s1", "swiglu", 1, 2.02, complete=False)
+    summary = make_report([runs_root], tmp_path / "report")
+    assert len(summary["incomplete_runs"]) == 1 and "swiglu-s1" in summary["incomplete_runs"][0]
+    assert "iter 50 of 100" in summary["incomplete_runs"][0]
+    assert "swiglu-s1" in capsys.readouterr().out
+    paired = arm(summary, "swiglu")["vs_baseline"]
+    assert paired["seeds"] == [0, 2] and paired["diff_mean"] == pytest.approx(-0.05)
+
+
+def test_single_seed_reports_no_interval(tmp_path, capsys):
+    write_run(tmp_path / "runs" / "gelu-s0", "gelu", 0, 2.0)
+    write_run(tmp_path / "runs" / "swiglu-s0", "swiglu", 0, 1.9)
+    summary = make_report([tmp_path / "runs"], tmp_path / "report")
+    assert arm(summary, "swiglu")["vs_baseline"]["p_value"] is None
+    assert "at least 2" in capsys.readouterr().out
+
+
+def test_same_mlp_in_two_configs_is_labelled_by_folder(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path / "runs" / f"swiglu-s{seed}", "swiglu", seed, 2.0 + seed / 10)
+        write_run(tmp_path / "runs" / f"swiglu_wide-s{seed}", "swiglu", seed, 1.9 + seed / 10)
+    summary = make_report([tmp_path / "runs"], tmp_path / "r", baseline="swiglu")
+    assert sorted(a["arm"] for a in summary["arms"]) == ["swiglu", "swiglu_wide"]
+    assert arm(summary, "swiglu_wide")["vs_baseline"]["diff_mean"] == pytest.approx(-0.1)
+
+
+def test_an_absent_baseline_is_refused(runs_root, tmp_path):
+    with pytest.raises(report.ReportError, match="baseline arm 'geglu' has no complete runs"):
+        make_report([runs_root], tmp_path / "r", baseline="geglu")
+
+
+def test_a_cut_off_last_line_is_ignored(tmp_path):
+    run_dir = write_run(tmp_path / "gelu-s0", "gelu", 0, 2.0, complete=False)
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"event": "train", "it')
+    run = report.load_run(run_dir)
+    assert not run.complete and run.last_iter == 50
