@@ -12,13 +12,16 @@ Report on existing runs (no network, no wandb account needed):
     python compare.py out/compare --out=report      # every run under a folder
 
 Options are --key=value, like train.py's (`python compare.py -h` lists them); any other
---key=value is a train.py key, checked before the first run starts and passed to every run.
+--key=value is a key of the launched script, checked before the first run starts and passed to
+every run. The script is train.py (language models), or classify.py with --script=classify.py
+(sequence classifiers, compared on test accuracy and macro-F1).
 
 This file is the command line and the launching; report.py reads the runs and writes the report
-(loss_curves.png, summary.md and summary.json in --out; with --wandb, a wandb run in the runs'
-group too) and explains the statistics.
+(a figure of curves, summary.md and summary.json in --out; with --wandb, a wandb run in the
+runs' group too) and explains the statistics.
 """
 
+import importlib
 import signal
 import subprocess
 import sys
@@ -35,9 +38,26 @@ except KeyboardInterrupt:
     print("compare.py: interrupted", file=sys.stderr)
     sys.exit(130)
 
-TRAIN_PY = Path(__file__).resolve().parent / "train.py"
-# train.py keys that compare.py sets itself for every run; users pass them through its own options.
+HERE = Path(__file__).resolve().parent
+# keys that compare.py sets itself for every run; users pass them through its own options.
 RESERVED_OVERRIDES = {"seed", "out_dir", "init_from", "wandb_group", "wandb_run_name"}
+
+
+@dataclass(frozen=True)
+class Script:
+    """A training script compare.py can launch, and how."""
+
+    module: str  # imported (lazily: it imports torch) for its config dataclass
+    config_class: str
+    fresh_init_from: str | None  # --init_from for a fresh run; None leaves it to the config file
+
+
+SCRIPTS = {
+    "train.py": Script("train", "TrainConfig", "scratch"),
+    # a classifier's config names what it starts from: scratch, or a pretrained run to fine-tune
+    "classify.py": Script("classify", "ClassifyConfig", None),
+}
+
 
 USAGE = "compare.py CONFIG_FILE.py ... [--option=value ...] [--train_key=value ...]\n       compare.py RUN_DIR ... [--option=value ...]"
 DESCRIPTION = (
@@ -46,11 +66,18 @@ DESCRIPTION = (
 )
 MORE_HELP = """
 
-Any other --key=value is a train.py key (`python train.py -h` lists them), passed to every run;
-compare.py sets seed, out_dir, init_from, wandb_group and wandb_run_name itself.
+Any other --key=value is a key of the launched script (`python train.py -h` or `python
+classify.py -h` lists them), passed to every run; compare.py sets seed, out_dir, init_from,
+wandb_group and wandb_run_name itself.
+
+With --script=classify.py a fresh run starts as its config file's init_from says (scratch, or a
+pretrained run folder to fine-tune) and an interrupted one resumes. classify.py replaces {seed}
+in init_from with the run's seed, so one config fine-tunes each seed's own pretrained run, e.g.
+  init_from = "runs/char/shakespeare_char_swiglu-s{seed}"
 
 examples:
   python compare.py config/swiglu.py config/gelu.py --seeds=3 --max_iters=2000
+  python compare.py classify_swiglu.py classify_gelu.py --script=classify.py --seeds=3
   python compare.py out/compare --out=report"""
 
 
@@ -78,23 +105,32 @@ class CompareOptions:
     out: str = ""  # report folder; '' = <runs_dir>/report
     baseline: str = "gelu"  # the arm the others are compared with
     group: str = ""  # wandb group of the launched runs; '' = compare-<config names>
-    allow_mismatch: bool = False  # compare runs even if their data, tokens per step or iterations differ
+    allow_mismatch: bool = False  # compare runs even if their data, data per step or iterations differ
     wandb: bool = False  # also log the table and the figure to wandb
+    script: str = "train.py"  # what each run is: train.py (language model) or classify.py (sequence classifier)
 
     def __post_init__(self):
         self.seed_list = parse_seeds(self.seeds)
+        if self.script not in SCRIPTS:
+            raise ValueError(f"--script expects {' or '.join(SCRIPTS)}, got {self.script!r}")
 
 
 # -----------------------------------------------------------------------------
 # Launching runs
 
 
-def check_train_configs(config_files, overrides):
-    """Raise ConfigError now, not after the first run, if train.py would refuse a config or an override."""
-    from train import TrainConfig  # imports torch: only launching needs it
+def check_run_configs(script, config_files, overrides, seeds):
+    """Raise ConfigError now, not after the first run, if `script` would refuse a config or an override.
 
+    Each config is checked with each seed: classify.py puts the seed into init_from.
+    """
+    try:
+        config_class = getattr(importlib.import_module(SCRIPTS[script].module), SCRIPTS[script].config_class)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"--script={script}: cannot load its {SCRIPTS[script].config_class} ({error})") from None
     for config_file in config_files:
-        load_config(TrainConfig, [str(config_file), *overrides], prog="compare.py")
+        for seed in seeds:
+            load_config(config_class, [str(config_file), *overrides, f"--seed={seed}"], prog="compare.py")
 
 
 @dataclass
@@ -126,10 +162,10 @@ def run_state(out_dir):
 
 
 def run_training(command):
-    """Run train.py and return its exit status; on Ctrl-C let it checkpoint before we stop.
+    """Run a training command and return its exit status; on Ctrl-C let it checkpoint before we stop.
 
     The child gets its own process group so that a Ctrl-C reaches it exactly once, forwarded
-    by us: train.py then saves a checkpoint and exits, and the next launch resumes from it.
+    by us: the script then saves a checkpoint and exits, and the next launch resumes from it.
     """
     process = subprocess.Popen(command, process_group=0)
     try:
@@ -145,7 +181,23 @@ def raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def launch_runs(plan, overrides, group):
+def launch_command(script, run, state, overrides, group):
+    """The command line that trains `run` (a PlannedRun in `state` 'fresh' or 'interrupted') with `script`."""
+    init_from = "resume" if state == "interrupted" else SCRIPTS[script].fresh_init_from
+    return [
+        sys.executable,
+        str(HERE / script),
+        str(run.config_file),
+        *overrides,
+        f"--seed={run.seed}",
+        f"--out_dir={run.out_dir}",
+        *([f"--init_from={init_from}"] if init_from else []),
+        f"--wandb_group={group}",
+        f"--wandb_run_name={run.out_dir.name}",
+    ]
+
+
+def launch_runs(plan, overrides, group, script="train.py"):
     """Train every planned run that is not complete yet; return 0, or the first failing status."""
     # A SIGTERM (a job scheduler, `kill`) stops the launch the same careful way as Ctrl-C.
     previous_handler = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
@@ -155,18 +207,7 @@ def launch_runs(plan, overrides, group):
             print(f"[{number}/{len(plan)}] {run.out_dir}: {state}" + (", skipped" if state == "complete" else ""), flush=True)
             if state == "complete":
                 continue
-            command = [
-                sys.executable,
-                str(TRAIN_PY),
-                str(run.config_file),
-                *overrides,
-                f"--seed={run.seed}",
-                f"--out_dir={run.out_dir}",
-                f"--init_from={'resume' if state == 'interrupted' else 'scratch'}",
-                f"--wandb_group={group}",
-                f"--wandb_run_name={run.out_dir.name}",
-            ]
-            status = run_training(command)
+            status = run_training(launch_command(script, run, state, overrides, group))
             if status != 0:
                 print(f"compare.py: training {run.out_dir} failed with exit status {status}", file=sys.stderr)
                 return status
@@ -180,7 +221,7 @@ def launch_runs(plan, overrides, group):
 
 
 def parse_arguments(argv):
-    """(options, paths, overrides): compare.py's options, the config files or run folders, train.py's --key=value."""
+    """(options, paths, overrides): compare.py's options, the config files or run folders, the script's --key=value."""
     options, rest = load_options(CompareOptions, argv, "compare.py", USAGE, description=DESCRIPTION, passthrough=True, more_help=MORE_HELP)
     overrides = [arg for arg in rest if arg.startswith("--")]
     paths = [Path(arg) for arg in rest if not arg.startswith("--")]
@@ -221,8 +262,8 @@ def run_command(argv):
     config_files = [p for p in paths if p.suffix == ".py"]
     if config_files:
         # Before the mixed-paths check: `--max_iters 2000` leaves 2000 among the paths, and
-        # train.py's own message for that ("expected --max_iters=value") says what went wrong.
-        check_train_configs(config_files, overrides)
+        # the script's own message for that ("expected --max_iters=value") says what went wrong.
+        check_run_configs(options.script, config_files, overrides, options.seed_list)
         if len(config_files) < len(paths):
             other = next(p for p in paths if p.suffix != ".py")
             raise ConfigError(f"{other} is not a config file: give either config files (to launch) or run folders (to report), not both")
@@ -230,7 +271,7 @@ def run_command(argv):
         if len(set(stems)) != len(stems):
             raise ConfigError(f"two config files share a name ({stems}): their runs would share folders")
         plan = plan_runs(config_files, options.seed_list, options.runs_dir)
-        status = launch_runs(plan, overrides, options.group or "compare-" + "-".join(stems))
+        status = launch_runs(plan, overrides, options.group or "compare-" + "-".join(stems), options.script)
         if status != 0:
             return status
         run_dirs = [run.out_dir for run in plan]

@@ -7,6 +7,9 @@ metrics.jsonl holds one JSON object per line, each with an "event":
   train   every log_interval: iter, tokens, flops, time, loss, lr, tokens_per_s, mfu
   eval    every eval_interval and at the end: iter, tokens, flops, time, train_loss, val_loss, val_ppl
   end     when training finished: iter, tokens, time, best_val_loss, final_val_loss
+classify.py's runs use the same events (the config line says "task": "classify"): train has
+examples and examples_per_s instead of tokens; eval has test_loss, accuracy, macro_f1, per_class
+and confusion; end has best_macro_f1, final_accuracy, final_macro_f1 and final_test_loss.
 A resumed run appends a config line marked "resumed_at" (the checkpoint's iteration) after the
 records up to its checkpoint; records past the checkpoint are dropped, because the resume repeats
 that training exactly. Nothing else is ever removed: finished_part() gives what a reader should use.
@@ -32,8 +35,17 @@ WANDB_KEYS = {
         "time": "progress/time",
         "tokens_per_s": "perf/tokens_per_s",
         "mfu": "perf/mfu",
+        "examples": "progress/examples",  # classify.py's runs count texts, not tokens
+        "examples_per_s": "perf/examples_per_s",
     },
-    "eval": {"val_loss": "val/loss", "val_ppl": "val/ppl", "train_loss": "eval/train_loss"},
+    "eval": {
+        "val_loss": "val/loss",
+        "val_ppl": "val/ppl",
+        "train_loss": "eval/train_loss",
+        "test_loss": "test/loss",  # classify.py
+        "accuracy": "test/accuracy",
+        "macro_f1": "test/macro_f1",
+    },
 }
 
 

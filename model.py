@@ -416,6 +416,45 @@ class GPT(nn.Module):
         return idx
 
 
+# ---- Sequence classification ------------------------------------------------------------------
+
+POOLINGS = ("last", "mean")
+
+
+class GPTClassifier(nn.Module):
+    """A GPT backbone and a linear head on one vector per text: the sequence classifier of classify.py.
+
+    pooling 'last' takes the final hidden state of each text's last real token, the one position
+    whose causal attention has seen the whole text; 'mean' averages the real tokens' states.
+    Texts are right-padded, so padding cannot change the result: causal attention keeps pads out
+    of every real position, and both poolings read real positions only.
+    """
+
+    def __init__(self, backbone, n_classes, pooling="last"):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+        self.backbone = backbone
+        self.pooling = pooling
+        self.head = Linear(backbone.config.n_embd, n_classes)
+        torch.nn.init.normal_(self.head.weight, mean=0.0, std=0.02)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, idx, lengths, labels=None):
+        """Class logits (B, n_classes) for token ids idx (B, T) whose texts are lengths (B,) long, and the loss given labels (B,)."""
+        hidden = self.backbone.hidden_states(idx)
+        if self.pooling == "last":
+            pooled = hidden[torch.arange(idx.size(0), device=idx.device), lengths - 1]
+        else:
+            real = (torch.arange(idx.size(1), device=idx.device) < lengths[:, None]).unsqueeze(-1)
+            pooled = (hidden * real).sum(1) / lengths[:, None]
+        logits = self.head(pooled)
+        loss = F.cross_entropy(at_least_float32(logits), labels) if labels is not None else None
+        return logits, loss
+
+    configure_optimizers = GPT.configure_optimizers  # the same AdamW groups: decay on every matrix, the head's too
+
+
 def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     """One token id per row of logits (B, vocab), after temperature, top-k and nucleus filtering."""
     if temperature == 0:

@@ -1,38 +1,154 @@
 """Read training runs and report how their MLP variants compare: a figure, a table, a paired test.
 
 The reporting half of compare.py (which launches the runs and is the command to use): it reads
-each run's metrics.jsonl, checks the runs are comparable, and writes loss_curves.png, summary.md
-and summary.json; optionally it also logs the table and the figure to wandb.
+each run's metrics.jsonl, checks the runs are comparable, and writes a figure of curves,
+summary.md and summary.json; optionally it also logs the table and the figure to wandb.
+
+Two kinds of run, told apart by the "task" of their config record (TASKS says what the report
+reads and writes for each): language models from train.py (no "task": "lm"), compared on final
+val loss, lower is better; sequence classifiers from classify.py ("classify"), compared on final
+test accuracy and macro-F1, higher is better. One report holds runs of one task.
 
 Statistics: runs are paired by seed (same seed = same initial data order), so the per-seed
-difference d_i = final_val(arm, seed_i) - final_val(baseline, seed_i) removes the shared part of
-the noise. We report mean(d) with a 95% Student-t confidence interval and a two-sided paired
-t-test p-value, both from scipy.stats.ttest_rel.
+difference d_i = final(arm, seed_i) - final(baseline, seed_i) of a compared metric removes the
+shared part of the noise. We report mean(d) with a 95% Student-t confidence interval and a
+two-sided paired t-test p-value, both from scipy.stats.ttest_rel.
 """
 
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from metrics import METRICS_NAME, finished_part, read_metrics, resolve_wandb_mode
 
-# What must be equal for losses to be comparable across runs.
-DATA_FIELDS = ("tokenizer", "vocab_size", "train_tokens", "val_tokens", "source")
-# The numeric fields the report reads from each kind of metrics.jsonl record (train.py writes more).
-NEEDED_FIELDS = {
-    "config": ("config.seed", "config.max_iters", "tokens_per_iter"),
-    "train": ("iter", "tokens", "time", "loss", "tokens_per_s"),
-    "eval": ("iter", "tokens", "time", "val_loss"),
-    "end": ("iter", "time", "best_val_loss", "final_val_loss"),
-}
-
 
 class ReportError(Exception):
     """The runs cannot be reported on as asked: one line for the user."""
+
+
+# -----------------------------------------------------------------------------
+# What the report reads and writes, per task
+
+
+class Panel(NamedTuple):
+    """One plot of the figure: y against x over the runs' `kind` ("train" or "eval") records."""
+
+    kind: str
+    x: str
+    y: str
+    y_label: str
+    x_label: str
+    floor: str | None = None  # a data field drawn as a dashed line: the accuracy of always guessing the majority class
+
+
+class Comparison(NamedTuple):
+    """An end-record metric tested against the baseline's, paired by seed."""
+
+    key: str  # the end record's field
+    label: str  # its name in the table's Δ column
+    summary_key: str  # where an arm's summary holds the test (None in the baseline's own)
+    wandb_prefix: str  # of the test's columns in the wandb table
+
+
+class Reach(NamedTuple):
+    """How much data an arm's mean eval curve needs to reach the baseline's mean final value."""
+
+    eval_key: str  # the curve: an eval record's field
+    end_key: str  # the target: the end record's field, averaged over the baseline's seeds
+    label: str  # its name in the table
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the report reads from one kind of run and what it writes about it."""
+
+    needed: dict  # event -> the numeric fields the report reads from that kind of record (the scripts write more)
+    data_fields: tuple  # the data's fields that must be equal for runs to be comparable
+    config_fields: tuple  # config fields that must be equal too
+    unit: str  # what a step consumes; records hold <unit>_per_iter (config), <unit>_per_s (train) and <unit> (eval)
+    finals: tuple  # (end-record field, table label): each arm's mean ± std over seeds
+    comparisons: tuple  # the paired tests against the baseline
+    floors: tuple  # (data field, table label): reference values from the data, one column each
+    reach: Reach
+    higher_is_better: bool
+    panels: tuple  # the figure, two panels a row
+    figure: str  # the figure's file name
+    describe_data: Callable  # the config record's data -> a few words for the report's first line
+
+
+def describe_lm_data(data):
+    """'shakespeare (char, 1M train tokens)': a language model's data in a few words."""
+    return f"{data.get('source', '?')} ({data.get('tokenizer', '?')}, {human_count(data.get('train_tokens'))} train tokens)"
+
+
+def describe_classify_data(data):
+    """'reviews (2 classes: neg, pos; 20k train / 5k test examples; gpt2)': a classifier's data in a few words."""
+    names = data.get("label_names") or []
+    return (
+        f"{data.get('source', '?')} ({len(names)} classes: {', '.join(map(str, names))}; "
+        f"{human_count(data.get('train_examples'))} train / {human_count(data.get('test_examples'))} test examples; "
+        f"{data.get('tokenizer', '?')})"
+    )
+
+
+TASKS = {
+    "lm": Task(
+        needed={
+            "config": ("config.seed", "config.max_iters", "tokens_per_iter"),
+            "train": ("iter", "tokens", "time", "loss", "tokens_per_s"),
+            "eval": ("iter", "tokens", "time", "val_loss"),
+            "end": ("iter", "time", "best_val_loss", "final_val_loss"),
+        },
+        data_fields=("tokenizer", "vocab_size", "train_tokens", "val_tokens", "source"),
+        # these decide which batches train and evaluate a run: equal tokens per step is not enough
+        config_fields=("max_iters", "batch_size", "block_size", "gradient_accumulation_steps", "eval_iters"),
+        unit="tokens",
+        finals=(("final_val_loss", "final val loss"), ("best_val_loss", "best val loss")),
+        comparisons=(Comparison("final_val_loss", "final val", "vs_baseline", ""),),
+        floors=(),
+        reach=Reach("val_loss", "final_val_loss", "loss"),
+        higher_is_better=False,
+        panels=(
+            Panel("eval", "tokens", "val_loss", "validation loss", "tokens"),
+            Panel("train", "tokens", "loss", "training loss", "tokens"),
+            Panel("eval", "time", "val_loss", "validation loss", "wall time (s)"),
+            Panel("train", "time", "loss", "training loss", "wall time (s)"),
+        ),
+        figure="loss_curves.png",
+        describe_data=describe_lm_data,
+    ),
+    "classify": Task(
+        needed={
+            "config": ("config.seed", "config.max_iters", "examples_per_iter", "data.majority_accuracy"),
+            "train": ("iter", "examples_per_s"),
+            "eval": ("iter", "examples", "time", "accuracy", "macro_f1"),
+            "end": ("iter", "time", "final_accuracy", "final_macro_f1"),
+        },
+        data_fields=("source", "label_names", "train_examples", "test_examples"),
+        config_fields=("max_iters",),
+        unit="examples",
+        finals=(("final_accuracy", "final accuracy"), ("final_macro_f1", "final macro-F1")),
+        comparisons=(
+            Comparison("final_accuracy", "accuracy", "vs_baseline_accuracy", "accuracy_"),
+            Comparison("final_macro_f1", "macro-F1", "vs_baseline_macro_f1", "macro_f1_"),
+        ),
+        floors=(("majority_accuracy", "majority accuracy"),),
+        reach=Reach("macro_f1", "final_macro_f1", "macro-F1"),
+        higher_is_better=True,
+        panels=(
+            Panel("eval", "iter", "accuracy", "test accuracy", "steps", floor="majority_accuracy"),
+            Panel("eval", "iter", "macro_f1", "test macro-F1", "steps"),
+        ),
+        figure="accuracy_curves.png",
+        describe_data=describe_classify_data,
+    ),
+}
 
 
 # -----------------------------------------------------------------------------
@@ -44,7 +160,7 @@ class Run:
     """One training run as recorded in its metrics.jsonl."""
 
     dir: Path
-    record: dict  # the last "config" line: config, model, data, tokens_per_iter, world_size
+    record: dict  # the last "config" line: config, model, data, <unit>_per_iter, world_size (and task, but for train.py)
     train: list  # "train" lines
     evals: list  # "eval" lines
     end: dict | None  # the "end" line, if training finished
@@ -58,6 +174,14 @@ class Run:
     @property
     def seed(self):
         return self.config["seed"]
+
+    @property
+    def task_name(self):
+        return self.record.get("task", "lm")  # train.py's config records name no task
+
+    @property
+    def task(self):
+        return TASKS[self.task_name]
 
     @property
     def complete(self):
@@ -81,8 +205,11 @@ def load_run(run_dir):
         raise ReportError(f"cannot read {path} ({type(error).__name__}): is it a metrics file written by train.py?") from None
     if not events or not isinstance(events[0], dict) or events[0].get("event") != "config":
         raise ReportError(f"{path} does not start with a config record")
+    task = events[0].get("task", "lm")
+    if not isinstance(task, str) or task not in TASKS:
+        raise ReportError(f"{path} line 1: unknown task {task!r} (the report reads {' and '.join(TASKS)} runs)")
     for number, event in enumerate(events, start=1):
-        problem = record_problem(event)
+        problem = record_problem(event, task)
         if problem:
             raise ReportError(f"{path} line {number}: {problem}; leave this run out or train it again")
     # a finished run stays finished whatever a later, unfinished resume left after its end line
@@ -91,17 +218,19 @@ def load_run(run_dir):
     for event in finished:
         by_kind.setdefault(event.get("event"), []).append(event)
     end = by_kind["end"][-1] if by_kind["end"] else None
-    if end is not None and not by_kind["eval"]:  # train.py evaluates before it ends: the curves need it
+    if end is not None and not by_kind["eval"]:  # the scripts evaluate before they end: the curves need it
         raise ReportError(f"{path} has an end record but no eval records; leave this run out or train it again")
     return Run(run_dir, by_kind["config"][-1], by_kind["train"], by_kind["eval"], end, resume_pending=len(finished) < len(events))
 
 
-def record_problem(record):
-    """None if the report can use this metrics record, else what is wrong with it."""
+def record_problem(record, task="lm"):
+    """None if the report can use this metrics record of a `task` run, else what is wrong with it."""
     if not isinstance(record, dict):
         return f"a JSON {type(record).__name__}, not an object"
     kind = record.get("event")
-    lacking = [name for name in NEEDED_FIELDS.get(kind, ()) if not is_number(nested_get(record, name))]
+    if kind == "config" and record.get("task", "lm") != task:
+        return f"a config record of task {record.get('task', 'lm')!r} in a run of task {task!r}"
+    lacking = [name for name in TASKS[task].needed.get(kind, ()) if not is_number(nested_get(record, name))]
     if lacking:
         return f"the {kind} record has no numeric {', '.join(lacking)}"
     if kind == "config" and not all(isinstance(record.get(key, {}), dict) for key in ("data", "model")):
@@ -157,15 +286,27 @@ def assign_arm_labels(runs):
     raise ReportError("two runs share the same arm and seed: pass each run once, or give the configs distinct file names")
 
 
-def check_comparable(runs):
-    """None if all runs saw the same data, tokens per step and iterations; else one line why not."""
+def common_task(runs):
+    """The Task all runs share; ReportError if they are of different tasks (no --allow_mismatch for that)."""
+    first = runs[0]
+    other = next((run for run in runs if run.task_name != first.task_name), None)
+    if other is not None:
+        raise ReportError(
+            f"runs of different tasks cannot be compared: {first.dir} is a {first.task_name!r} run, "
+            f"{other.dir} a {other.task_name!r} run; report each task on its own"
+        )
+    return first.task
+
+
+def check_comparable(runs, task):
+    """None if all runs saw the same data, data per step and iterations; else one line why not."""
 
     def signature(run):
         data = run.record.get("data", {})
-        fields = {f"data.{key}": data.get(key) for key in DATA_FIELDS}
-        fields["tokens_per_iter"] = run.record.get("tokens_per_iter")
-        # these decide which batches train and evaluate a run: equal tokens per step is not enough
-        for key in ("max_iters", "batch_size", "block_size", "gradient_accumulation_steps", "eval_iters"):
+        fields = {f"data.{key}": data.get(key) for key in task.data_fields}
+        per_iter = f"{task.unit}_per_iter"
+        fields[per_iter] = run.record.get(per_iter)
+        for key in task.config_fields:
             fields[key] = run.config.get(key)
         return fields
 
@@ -252,7 +393,7 @@ def paired_t_test(arm, baseline, confidence=0.95):
         test = stats.ttest_rel(arm, baseline)
         ci = test.confidence_interval(confidence_level=confidence)
     if math.isnan(test.pvalue):  # 0/0 when every difference is zero; nan in, nan out otherwise
-        why = f"the {n} paired differences are all zero" if not d.any() else "a final loss is not a number"
+        why = f"the {n} paired differences are all zero" if not d.any() else "a final value is not a number"
         result["note"] = f"{why}: the t-test is undefined, so no confidence interval or p-value"
         return result
     result.update(ci95=[float(ci.low), float(ci.high)], t=float(test.statistic), p_value=float(test.pvalue))
@@ -261,19 +402,42 @@ def paired_t_test(arm, baseline, confidence=0.95):
     return result
 
 
+def paired_by_seed(runs, baseline_runs, key):
+    """The paired t-test of end[key] between the runs and the baseline's runs of the same seeds."""
+    base_by_seed = {run.seed: run.end[key] for run in baseline_runs}
+    paired = [run for run in runs if run.seed in base_by_seed]
+    return {
+        "seeds": [run.seed for run in paired],
+        **paired_t_test([run.end[key] for run in paired], [base_by_seed[run.seed] for run in paired]),
+    }
+
+
 def mean_std(values):
     """Mean and sample standard deviation (None for a single value) of a list of numbers."""
     values = np.asarray(values, dtype=float)
     return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else None}
 
 
-def summarize_arm(arm, runs, baseline, baseline_runs, baseline_final):
-    """Per-arm numbers for the table; `vs_baseline` holds the paired test (None for the baseline)."""
+def reach_baseline_final(task, runs, baseline_final):
+    """How much data (and wall time) the runs' mean eval curve needs to reach the baseline's final value."""
+    eval_key = task.reach.eval_key
+    # first_crossing looks for a fall to the target: for a higher-is-better metric, a rise is a fall of its negative
+    sign = -1.0 if task.higher_is_better else 1.0
+    amounts, by_amount, _, _ = arm_curve(runs, "eval", task.unit, eval_key)
+    times, by_time, _, _ = arm_curve(runs, "eval", "time", eval_key)
+    reached = first_crossing(amounts, sign * by_amount, sign * baseline_final)
+    total = runs[0].config["max_iters"] * runs[0].record[f"{task.unit}_per_iter"]
+    return {
+        task.unit: reached,
+        "fraction": reached / total if reached is not None else None,
+        "time_s": first_crossing(times, sign * by_time, sign * baseline_final),
+    }
+
+
+def summarize_arm(task, arm, runs, baseline, baseline_runs, baseline_final):
+    """Per-arm numbers for the table; each comparison's summary_key holds its paired test (None for the baseline)."""
     model = runs[0].record.get("model", {})
-    total_tokens = runs[0].config["max_iters"] * runs[0].record["tokens_per_iter"]
-    tokens, val_by_tokens, _, _ = arm_curve(runs, "eval", "tokens", "val_loss")
-    times, val_by_time, _, _ = arm_curve(runs, "eval", "time", "val_loss")
-    reach_tokens = first_crossing(tokens, val_by_tokens, baseline_final)
+    speed = f"{task.unit}_per_s"
     summary = {
         "arm": arm,
         "runs": [str(run.dir) for run in runs],
@@ -283,48 +447,38 @@ def summarize_arm(arm, runs, baseline, baseline_runs, baseline_final):
         "params_non_embedding": model.get("params_non_embedding"),
         "params_mlp": model.get("params_mlp"),
         "flops_per_token": model.get("flops_per_token"),
-        "final_val_loss": mean_std([run.end["final_val_loss"] for run in runs]),
-        "best_val_loss": mean_std([run.end["best_val_loss"] for run in runs]),
-        # The median over logged steps ignores the slow first steps (compilation, warm-up).
-        "tokens_per_s": float(np.mean([np.median([t["tokens_per_s"] for t in run.train]) for run in runs]))
-        if all(r.train for r in runs)
-        else None,
-        "wall_time_s": float(np.mean([run.end["time"] for run in runs])),
-        "reach_baseline_final": {
-            "tokens": reach_tokens,
-            "fraction": reach_tokens / total_tokens if reach_tokens is not None else None,
-            "time_s": first_crossing(times, val_by_time, baseline_final),
-        },
-        "vs_baseline": None,
     }
-    if arm != baseline:
-        base_by_seed = {run.seed: run.end["final_val_loss"] for run in baseline_runs}
-        paired = [run for run in runs if run.seed in base_by_seed]
-        summary["vs_baseline"] = {
-            "seeds": [run.seed for run in paired],
-            **paired_t_test([run.end["final_val_loss"] for run in paired], [base_by_seed[run.seed] for run in paired]),
-        }
+    summary.update({key: mean_std([run.end[key] for run in runs]) for key, _ in task.finals})
+    summary.update({key: runs[0].record["data"][key] for key, _ in task.floors})  # the data's: equal for comparable runs
+    # The median over logged steps ignores the slow first steps (compilation, warm-up).
+    summary[speed] = float(np.mean([np.median([t[speed] for t in run.train]) for run in runs])) if all(r.train for r in runs) else None
+    summary["wall_time_s"] = float(np.mean([run.end["time"] for run in runs]))
+    summary["reach_baseline_final"] = reach_baseline_final(task, runs, baseline_final)
+    for comparison in task.comparisons:
+        summary[comparison.summary_key] = None if arm == baseline else paired_by_seed(runs, baseline_runs, comparison.key)
     return summary
 
 
-def summarize(runs, baseline):
-    """The whole report as a JSON-able dict. `runs` are complete runs with arm labels."""
+def summarize(runs, baseline, task):
+    """The whole report as a JSON-able dict. `runs` are complete runs of `task` with arm labels."""
     arms = {}
     for run in runs:
         arms.setdefault(run.arm, []).append(run)
     if baseline not in arms:
         raise ReportError(f"baseline arm {baseline!r} has no complete runs; arms present: {', '.join(arms)} (choose one with --baseline)")
     baseline_runs = arms[baseline]
-    baseline_final = float(np.mean([run.end["final_val_loss"] for run in baseline_runs]))
+    end_key = task.reach.end_key
+    baseline_final = float(np.mean([run.end[end_key] for run in baseline_runs]))
     first = runs[0]
+    per_iter = f"{task.unit}_per_iter"
     return {
         "baseline": baseline,
-        "baseline_final_val_loss": baseline_final,
+        f"baseline_{end_key}": baseline_final,
         "data": first.record.get("data", {}),
         "model": {key: first.config.get(key) for key in ("n_layer", "n_head", "n_embd", "block_size")},
-        "tokens_per_iter": first.record.get("tokens_per_iter"),
+        per_iter: first.record.get(per_iter),
         "max_iters": first.config.get("max_iters"),
-        "arms": [summarize_arm(arm, arm_runs, baseline, baseline_runs, baseline_final) for arm, arm_runs in arms.items()],
+        "arms": [summarize_arm(task, arm, arm_runs, baseline, baseline_runs, baseline_final) for arm, arm_runs in arms.items()],
     }
 
 
@@ -333,7 +487,7 @@ def summarize(runs, baseline):
 
 
 def human_count(n):
-    """1234567 -> '1.23M': parameter and token counts at a glance."""
+    """1234567 -> '1.23M': parameter, token and example counts at a glance."""
     if n is None:
         return "?"
     for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -342,54 +496,51 @@ def human_count(n):
     return f"{n:.3g}"
 
 
-def format_loss(stat):
+def format_mean_std(stat):
     """'1.2345 ± 0.0123' from a mean_std dict (no ± for a single seed)."""
     return f"{stat['mean']:.4f}" + (f" ± {stat['std']:.4f}" if stat["std"] is not None else "")
 
 
-def markdown_table(summary):
+def format_paired(paired):
+    """The Δ and p cells of one paired test (None: the baseline's own row)."""
+    if paired is None:
+        return ["(baseline)", "—"]
+    if paired["ci95"] is None:
+        return [f"{paired['diff_mean']:+.4f}" if paired["n_pairs"] else "—", "—"]
+    lo, hi = paired["ci95"]
+    return [f"{paired['diff_mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]", f"{paired['p_value']:.3g}"]
+
+
+def markdown_table(summary, task):
     """The summary as a Markdown table, one row per arm, with notes underneath."""
     base = summary["baseline"]
+    speed = f"{task.unit}_per_s"
     header = [
         "arm",
         "seeds",
         "params",
-        "final val loss",
-        "best val loss",
-        "tokens/s",
-        f"Δ final val vs {base} [95% CI]",
-        "p (paired t)",
-        f"tokens to {base}'s final loss",
+        *(label for _, label in task.finals),
+        *(label for _, label in task.floors),
+        f"{task.unit}/s",
+        *(column for c in task.comparisons for column in (f"Δ {c.label} vs {base} [95% CI]", "p (paired t)")),
+        f"{task.unit} to {base}'s final {task.reach.label}",
     ]
     rows, notes = [], []
     for arm in summary["arms"]:
-        paired = arm["vs_baseline"]
-        if paired is None:
-            diff, p = "(baseline)", "—"
-        elif paired["ci95"] is None:
-            diff, p = (f"{paired['diff_mean']:+.4f}" if paired["n_pairs"] else "—"), "—"
-        else:
-            lo, hi = paired["ci95"]
-            diff = f"{paired['diff_mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
-            p = f"{paired['p_value']:.3g}"
-        if paired and paired["note"]:
-            notes.append(f"{arm['arm']}: {paired['note']}")
+        row = [arm["arm"], str(arm["n_seeds"]), f"{arm['params_total']:,}"]
+        row += [format_mean_std(arm[key]) for key, _ in task.finals]
+        row += [f"{arm[key]:.4f}" for key, _ in task.floors]
+        row.append("?" if arm[speed] is None else human_count(arm[speed]))
+        for comparison in task.comparisons:
+            paired = arm[comparison.summary_key]
+            row += format_paired(paired)
+            if paired and paired["note"]:
+                # with one comparison the arm says it all; with several, name the metric
+                where = arm["arm"] if len(task.comparisons) == 1 else f"{arm['arm']} ({comparison.label})"
+                notes.append(f"{where}: {paired['note']}")
         reach = arm["reach_baseline_final"]
-        reached = "never" if reach["tokens"] is None else f"{human_count(reach['tokens'])} ({reach['fraction']:.0%})"
-        tokens_per_s = "?" if arm["tokens_per_s"] is None else human_count(arm["tokens_per_s"])
-        rows.append(
-            [
-                arm["arm"],
-                str(arm["n_seeds"]),
-                f"{arm['params_total']:,}",
-                format_loss(arm["final_val_loss"]),
-                format_loss(arm["best_val_loss"]),
-                tokens_per_s,
-                diff,
-                p,
-                reached,
-            ]
-        )
+        row.append("never" if reach[task.unit] is None else f"{human_count(reach[task.unit])} ({reach['fraction']:.0%})")
+        rows.append(row)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += [f"- {note}" for note in notes]
@@ -397,50 +548,44 @@ def markdown_table(summary):
     return "\n".join(lines) + "\n"
 
 
-def describe_setup(summary):
+def describe_setup(summary, task):
     """One line naming the data and the model, for the figure title and the Markdown header."""
-    data, model = summary["data"], summary["model"]
+    model = ", ".join(f"{key}={value}" for key, value in summary["model"].items() if value is not None)
     return (
-        f"data: {data.get('source', '?')} ({data.get('tokenizer', '?')}, "
-        f"{human_count(data.get('train_tokens'))} train tokens) · model: "
-        f"n_layer={model['n_layer']}, n_head={model['n_head']}, n_embd={model['n_embd']}, "
-        f"block_size={model['block_size']} · {human_count(summary['tokens_per_iter'])} tokens/step "
-        f"× {summary['max_iters']} steps"
+        f"data: {task.describe_data(summary['data'])} · model: {model or '?'} · "
+        f"{human_count(summary[f'{task.unit}_per_iter'])} {task.unit}/step × {summary['max_iters']} steps"
     )
 
 
-def plot_curves(arm_runs, summary, path):
-    """2x2 figure: val and train loss against tokens and against wall time; mean and min-max band."""
+def plot_curves(arm_runs, summary, path, task):
+    """The task's panels, two a row: each arm's mean curve with a min–max band over its seeds."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers or in tests
     import matplotlib.pyplot as plt
 
-    panels = [
-        ("eval", "tokens", "val_loss", "validation loss", "tokens"),
-        ("train", "tokens", "loss", "training loss", "tokens"),
-        ("eval", "time", "val_loss", "validation loss", "wall time (s)"),
-        ("train", "time", "loss", "training loss", "wall time (s)"),
-    ]
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    for ax, (kind, x_key, y_key, y_label, x_label) in zip(axes.flat, panels, strict=True):
+    rows = len(task.panels) // 2
+    fig, axes = plt.subplots(rows, 2, figsize=(13, 4.5 * rows), squeeze=False)
+    for ax, panel in zip(axes.flat, task.panels, strict=True):
         for color, (arm, runs) in enumerate(arm_runs.items()):
-            if not all(run.train if kind == "train" else run.evals for run in runs):
+            if not all(run.train if panel.kind == "train" else run.evals for run in runs):
                 continue
-            x, mean, low, high = arm_curve(runs, kind, x_key, y_key)
+            x, mean, low, high = arm_curve(runs, panel.kind, panel.x, panel.y)
             ax.plot(x, mean, color=f"C{color}", label=f"{arm} (n={len(runs)})")
             ax.fill_between(x, low, high, color=f"C{color}", alpha=0.25, linewidth=0)
-        ax.set(xlabel=x_label, ylabel=y_label, title=f"{y_label} vs {x_label} (mean, min–max band)")
+        if panel.floor:
+            ax.axhline(summary["data"][panel.floor], color="gray", linestyle="--", label=panel.floor.replace("_", " "))
+        ax.set(xlabel=panel.x_label, ylabel=panel.y_label, title=f"{panel.y_label} vs {panel.x_label} (mean, min–max band)")
         ax.grid(alpha=0.3)
         ax.legend()
     params = ", ".join(f"{arm['arm']} {arm['params_total']:,}" for arm in summary["arms"])
-    fig.suptitle(f"{describe_setup(summary)}\nparameters: {params}", fontsize=10)
+    fig.suptitle(f"{describe_setup(summary, task)}\nparameters: {params}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def log_to_wandb(summary, figure_path, runs):
+def log_to_wandb(summary, figure_path, runs, task):
     """Log the table and the figure to a wandb run grouped with the training runs."""
     import wandb
 
@@ -453,41 +598,28 @@ def log_to_wandb(summary, figure_path, runs):
         name=f"compare-{'-vs-'.join(a['arm'] for a in summary['arms'])}",
         config={"baseline": summary["baseline"], "data": summary["data"], "model": summary["model"], "max_iters": summary["max_iters"]},
     )
-    columns = [
-        "arm",
-        "n_seeds",
-        "params_total",
-        "final_val_loss_mean",
-        "final_val_loss_std",
-        "diff_vs_baseline",
-        "ci95_low",
-        "ci95_high",
-        "p_value",
-        "tokens_to_baseline_final",
-    ]
+    columns = ["arm", "n_seeds", "params_total"]
+    for c in task.comparisons:
+        columns += [f"{c.key}_mean", f"{c.key}_std"]
+        columns += [c.wandb_prefix + name for name in ("diff_vs_baseline", "ci95_low", "ci95_high", "p_value")]
+    columns.append(f"{task.unit}_to_baseline_final")
     table = wandb.Table(columns=columns)
     for arm in summary["arms"]:
-        paired = arm["vs_baseline"] or {}
-        ci = paired.get("ci95") or [None, None]
-        table.add_data(
-            arm["arm"],
-            arm["n_seeds"],
-            arm["params_total"],
-            arm["final_val_loss"]["mean"],
-            arm["final_val_loss"]["std"],
-            paired.get("diff_mean"),
-            ci[0],
-            ci[1],
-            paired.get("p_value"),
-            arm["reach_baseline_final"]["tokens"],
-        )
-    run.log({"summary": table, "loss_curves": wandb.Image(str(figure_path))})
+        row = [arm["arm"], arm["n_seeds"], arm["params_total"]]
+        for c in task.comparisons:
+            paired = arm[c.summary_key] or {}
+            ci = paired.get("ci95") or [None, None]
+            row += [arm[c.key]["mean"], arm[c.key]["std"], paired.get("diff_mean"), ci[0], ci[1], paired.get("p_value")]
+        row.append(arm["reach_baseline_final"][task.unit])
+        table.add_data(*row)
+    run.log({"summary": table, Path(figure_path).stem: wandb.Image(str(figure_path))})
     run.finish()
 
 
 def report(runs, out_dir, baseline, allow_mismatch=False, use_wandb=False):
-    """Check, summarize and write the report for runs; return the summary dict."""
-    mismatch = check_comparable(runs)
+    """Check, summarize and write the report for runs (all of one task); return the summary dict."""
+    task = common_task(runs)
+    mismatch = check_comparable(runs, task)
     if mismatch and not allow_mismatch:
         raise ReportError(mismatch)
     assign_arm_labels(runs)
@@ -495,7 +627,7 @@ def report(runs, out_dir, baseline, allow_mismatch=False, use_wandb=False):
     incomplete = [f"{run.dir} (iter {run.last_iter} of {run.config['max_iters']})" for run in runs if not run.complete]
     if not complete:
         raise ReportError("no complete runs to report on; incomplete: " + "; ".join(incomplete))
-    summary = summarize(complete, baseline)
+    summary = summarize(complete, baseline, task)
     summary["incomplete_runs"] = incomplete
     summary["mismatch"] = mismatch
 
@@ -507,14 +639,14 @@ def report(runs, out_dir, baseline, allow_mismatch=False, use_wandb=False):
     arm_runs = {}
     for run in complete:
         arm_runs.setdefault(run.arm, []).append(run)
-    figure_path = out_dir / "loss_curves.png"
-    plot_curves(arm_runs, summary, figure_path)
-    table = markdown_table(summary)
-    (out_dir / "summary.md").write_text(f"{describe_setup(summary)}\n\n{table}")
+    figure_path = out_dir / task.figure
+    plot_curves(arm_runs, summary, figure_path, task)
+    setup, table = describe_setup(summary, task), markdown_table(summary, task)
+    (out_dir / "summary.md").write_text(f"{setup}\n\n{table}")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(describe_setup(summary))
+    print(setup)
     print(table, end="")
     print(f"wrote {figure_path}, {out_dir / 'summary.md'}, {out_dir / 'summary.json'}")
     if use_wandb:
-        log_to_wandb(summary, figure_path, complete)
+        log_to_wandb(summary, figure_path, complete, task)
     return summary

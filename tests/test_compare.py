@@ -6,14 +6,17 @@ import signal
 import subprocess
 import sys
 import time
+import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import ctrl_c_while_importing
-from test_report import MAX_ITERS, arm, write_arms, write_run
+from test_report import FINAL_CLASSIFY, MAX_ITERS, arm, write_arms, write_classify_arms, write_classify_run, write_run
 
 import compare
 import report
+from configurator import load_config
 
 
 @pytest.fixture
@@ -35,8 +38,9 @@ def run_report(args, tmp_path):
 def test_help_exits_cleanly(capsys):
     assert compare.main(["-h"]) == 0
     printed = capsys.readouterr().out
-    for option in ("--seeds=", "--runs_dir=", "--out=", "--baseline=", "--group=", "--allow_mismatch=", "--wandb="):
+    for option in ("--seeds=", "--runs_dir=", "--out=", "--baseline=", "--group=", "--allow_mismatch=", "--wandb=", "--script="):
         assert option in printed
+    assert 'init_from = "runs/char/shakespeare_char_swiglu-s{seed}"' in printed
 
 
 def test_overrides_are_split_from_compare_options():
@@ -220,13 +224,123 @@ def test_run_state(tmp_path):
     assert compare.run_state(write_run(tmp_path / "b", "gelu", 0, 2.0)) == "complete"
 
 
-def test_wandb_logs_offline(runs_root, tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+@pytest.mark.parametrize("write", [write_arms, write_classify_arms])
+def test_wandb_logs_offline(tmp_path, monkeypatch, write):
+    wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    assert compare.main([str(runs_root), f"--out={tmp_path / 'r'}", "--wandb"]) == 0
+    wandb.teardown()  # wandb keeps the settings of its first run in this process, WANDB_DIR included
+    assert compare.main([str(write(tmp_path / "runs")), f"--out={tmp_path / 'r'}", "--wandb"]) == 0
     assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+# --- launching classify.py runs ------------------------------------------------------------------
+
+
+@dataclass
+class StandInClassifyConfig:
+    """The part of classify.py's ClassifyConfig that compare.py relies on."""
+
+    mlp: str = "swiglu"
+    init_from: str = "scratch"  # '{seed}' becomes the seed
+    labels: str = ""
+    max_iters: int = MAX_ITERS
+    seed: int = 1337
+    out_dir: str = "out-classify"
+    wandb_group: str = ""
+    wandb_run_name: str = ""
+
+    def __post_init__(self):
+        self.init_from = self.init_from.replace("{seed}", str(self.seed))
+        if self.init_from not in ("scratch", "resume") and not Path(self.init_from).is_dir():
+            raise ValueError(f"init_from={self.init_from}: no such run folder")
+
+
+@pytest.fixture
+def stand_in_classify(monkeypatch):
+    """classify.py's contract (ClassifyConfig, importable as `classify`) without training anything."""
+    module = types.ModuleType("classify")
+    module.ClassifyConfig = StandInClassifyConfig
+    monkeypatch.setitem(sys.modules, "classify", module)
+    return module
+
+
+def test_launch_commands_of_each_script():
+    run = compare.PlannedRun(Path("cls_gelu.py"), 1, Path("runs") / "cls_gelu-s1")
+    for script, fresh in (("train.py", ["--init_from=scratch"]), ("classify.py", [])):
+        for state, init_from in (("fresh", fresh), ("interrupted", ["--init_from=resume"])):
+            command = compare.launch_command(script, run, state, ["--max_iters=5"], "g")
+            assert command == [
+                sys.executable,
+                str(Path(compare.__file__).resolve().parent / script),
+                "cls_gelu.py",
+                "--max_iters=5",
+                "--seed=1",
+                f"--out_dir={run.out_dir}",
+                *init_from,
+                "--wandb_group=g",
+                "--wandb_run_name=cls_gelu-s1",
+            ], (script, state)
+
+
+def test_classify_launch_trains_every_pair_then_reports_accuracy(stand_in_classify, tmp_path, monkeypatch):
+    """Fresh runs pass no --init_from (the config's pretrained run, one per seed, is used); an
+    interrupted one passes --init_from=resume; the report compares accuracy and macro-F1."""
+    for mlp in ("gelu", "swiglu"):
+        (tmp_path / f"cls_{mlp}.py").write_text(f"mlp = {mlp!r}\ninit_from = {str(tmp_path / f'pre_{mlp}-s{{seed}}')!r}\n")
+        for seed in (0, 1):
+            (tmp_path / f"pre_{mlp}-s{seed}").mkdir()
+    commands = []
+
+    def fake_training(command):
+        commands.append(command)
+        cfg = load_config(StandInClassifyConfig, command[2:])  # as classify.py reads its command line
+        finals = FINAL_CLASSIFY[cfg.mlp]
+        write_classify_run(Path(cfg.out_dir), cfg.mlp, cfg.seed, finals["accuracy"][cfg.seed], finals["macro_f1"][cfg.seed])
+        return 0
+
+    monkeypatch.setattr(compare, "run_training", fake_training)
+    configs = [str(tmp_path / "cls_gelu.py"), str(tmp_path / "cls_swiglu.py")]
+    launch = [*configs, "--script=classify.py", "--seeds=2", f"--runs_dir={tmp_path / 'runs'}", "--labels=neg,pos"]
+    assert compare.main(launch) == 0
+    assert [Path(c[1]).name for c in commands] == ["classify.py"] * 4
+    assert not any(arg.startswith("--init_from") for command in commands for arg in command)
+    assert all("--labels=neg,pos" in command for command in commands)
+    summary = json.loads((tmp_path / "runs" / "report" / "summary.json").read_text())
+    assert arm(summary, "swiglu")["vs_baseline_accuracy"]["diff_mean"] == pytest.approx(0.02)  # (+0.03, +0.01) over seeds 0, 1
+    assert (tmp_path / "runs" / "report" / "accuracy_curves.png").is_file()
+
+    # swiglu-s1 was stopped halfway and holds a checkpoint: the next launch resumes it alone
+    interrupted = tmp_path / "runs" / "cls_swiglu-s1"
+    write_classify_run(interrupted, "swiglu", 1, 0.85, 0.83, complete=False)
+    (interrupted / "ckpt.pt").write_bytes(b"")
+    commands.clear()
+    assert compare.main(launch) == 0
+    assert len(commands) == 1 and f"--out_dir={interrupted}" in commands[0] and "--init_from=resume" in commands[0]
+
+
+def test_classify_configs_are_checked_for_every_seed_before_any_run(stand_in_classify, tmp_path, capsys, monkeypatch):
+    (tmp_path / "cls_gelu.py").write_text(f"mlp = 'gelu'\ninit_from = {str(tmp_path / 'pre-s{seed}')!r}\n")
+    (tmp_path / "pre-s0").mkdir()  # seed 1's pretrained run is missing
+    monkeypatch.setattr(compare, "run_training", lambda command: pytest.fail(f"a run started: {command}"))
+    runs_dir = f"--runs_dir={tmp_path / 'runs'}"
+    assert compare.main([str(tmp_path / "cls_gelu.py"), "--script=classify.py", "--seeds=2", runs_dir]) == 2
+    assert capsys.readouterr().err == f"error: init_from={tmp_path / 'pre-s1'}: no such run folder\n"
+    # a ClassifyConfig key is not a TrainConfig key: the check follows --script
+    assert compare.main([str(tmp_path / "cls_gelu.py"), "--seeds=1", "--labels=a,b", runs_dir]) == 2
+    assert "unknown config key 'labels'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_or_missing_script_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "gelu.py").write_text("mlp = 'gelu'\n")
+    assert compare.main([str(tmp_path / "gelu.py"), "--script=eval.py"]) == 2
+    assert capsys.readouterr().err == "error: --script expects train.py or classify.py, got 'eval.py'\n"
+    monkeypatch.setitem(sys.modules, "classify", None)  # as if classify.py were absent
+    assert compare.main([str(tmp_path / "gelu.py"), "--script=classify.py", f"--runs_dir={tmp_path / 'runs'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --script=classify.py: cannot load its ClassifyConfig (") and err.count("\n") == 1
 
 
 # --- launching with the real train.py -------------------------------------------------------------

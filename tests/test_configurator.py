@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from classify import ClassifyConfig
 from configurator import ConfigError, HelpRequested, load_config, load_options
 from model import GPTConfig
 from train import TrainConfig
@@ -104,17 +105,25 @@ def test_every_shipped_config_loads_and_builds_a_model():
     files = sorted(CONFIG_DIR.glob("*.py"))
     assert len(files) >= 6
     for f in files:
-        cfg = load_config(TrainConfig, [str(f)])
+        cfg = load_config(ClassifyConfig if f.name.startswith("classify_") else TrainConfig, [str(f)])
         GPTConfig(**{k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "mlp", "block_size", "dropout")}, vocab_size=50304)
 
 
 def test_twin_configs_differ_in_mlp_alone():
-    for swiglu in CONFIG_DIR.glob("*swiglu*.py"):
-        gelu = swiglu.with_name(swiglu.name.replace("swiglu", "gelu"))
-        a, b = load_config(TrainConfig, [str(swiglu)]), load_config(TrainConfig, [str(gelu)])
-        assert (a.mlp, b.mlp) == ("swiglu", "gelu")
+    twins = [(f, f.with_name(f.name.replace("swiglu", "gelu"))) for f in CONFIG_DIR.glob("*swiglu*.py") if "_char_" not in f.name]
+    twins += [(CONFIG_DIR / "classify_tweets.py", CONFIG_DIR / f"classify_tweets_{arm}.py") for arm in ("gelu", "relu")]
+    for swiglu, other in twins:
+        cls = ClassifyConfig if swiglu.name.startswith("classify_") else TrainConfig
+        a, b = load_config(cls, [str(swiglu)]), load_config(cls, [str(other)])
+        assert (a.mlp, b.mlp) == ("swiglu", other.stem.split("_")[-1])
         differing = {k for k in vars(a) if getattr(a, k) != getattr(b, k)}
         assert differing == {"mlp", "out_dir", "wandb_run_name"}, swiglu.name
+
+
+def test_fine_tuning_twins_differ_in_their_backbone_alone():
+    a, b = (load_config(ClassifyConfig, [str(CONFIG_DIR / f"classify_tweets_char_{arm}.py"), "--seed=2"]) for arm in ("swiglu", "gelu"))
+    assert (a.init_from, b.init_from) == tuple(f"runs/shakespeare_char_small/shakespeare_char_{arm}-s2" for arm in ("swiglu", "gelu"))
+    assert {k for k in vars(a) if getattr(a, k) != getattr(b, k)} == {"init_from", "out_dir", "wandb_run_name"}
 
 
 @dataclass

@@ -3,6 +3,7 @@ report itself on fixed fake metrics (its numbers, its files, what it refuses).""
 
 import json
 import math
+import statistics
 import warnings
 
 import pytest
@@ -308,3 +309,263 @@ def test_a_cut_off_last_line_is_ignored(tmp_path):
         f.write('{"event": "train", "it')
     run = report.load_run(run_dir)
     assert not run.complete and run.last_iter == 50
+
+
+# --- classify runs ------------------------------------------------------------------------------
+
+LABELS = ["negative", "neutral", "positive"]
+EXAMPLES_PER_ITER = 32
+CLASSIFY_DATA = {
+    "source": "fake tweets",
+    "label_names": LABELS,
+    "train_examples": 900,
+    "test_examples": 300,
+    "train_counts": {"negative": 360, "neutral": 270, "positive": 270},
+    "test_counts": {"negative": 120, "neutral": 90, "positive": 90},
+    "majority_accuracy": 0.4,
+    "tokenizer": "gpt2",
+    "vocab_size": 50257,
+    "unknown_char_share": None,
+    "truncated_share": 0.02,
+}
+# Final test accuracy and macro-F1 per arm and seed. Differences from gelu, by seed:
+#   swiglu: accuracy +0.03, +0.01, +0.04; macro-F1 +0.02, +0.03, +0.02
+FINAL_CLASSIFY = {
+    "gelu": {"accuracy": [0.80, 0.84, 0.82], "macro_f1": [0.78, 0.80, 0.79]},
+    "swiglu": {"accuracy": [0.83, 0.85, 0.86], "macro_f1": [0.80, 0.83, 0.81]},
+    "relu2": {"accuracy": [0.75, 0.80, 0.78], "macro_f1": [0.70, 0.74, 0.72]},
+}
+CLASSIFY_HEADER = (
+    "| arm | seeds | params | final accuracy | final macro-F1 | majority accuracy | examples/s "
+    "| Δ accuracy vs gelu [95% CI] | p (paired t) | Δ macro-F1 vs gelu [95% CI] | p (paired t) "
+    "| examples to gelu's final macro-F1 |"
+)
+
+
+def write_classify_run(
+    run_dir, mlp, seed, accuracy, macro_f1, *, complete=True, data=CLASSIFY_DATA, examples_per_iter=EXAMPLES_PER_ITER, max_iters=MAX_ITERS
+):
+    """A metrics.jsonl as classify.py writes it: evals at max/2 and max, accuracy and macro-F1 at final - 0.1 then final."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seconds_per_iter = 0.02 * (1 + seed / 10)
+    config = {"mlp": mlp, "seed": seed, "max_iters": max_iters, "init_from": "scratch", "labels": "", "batch_size": examples_per_iter}
+    config.update(n_layer=2, n_head=2, n_embd=32, block_size=64, wandb_project="test", wandb_group="g")
+    model = {
+        "params_total": 20_000 + len(mlp),
+        "params_non_embedding": 9_000,
+        "params_mlp": 4_000,
+        "mlp_hidden": 128,
+        "flops_per_token": 60_000,
+    }
+    lines = [
+        {
+            "event": "config",
+            "task": "classify",
+            "config": config,
+            "model": model,
+            "data": data,
+            "examples_per_iter": examples_per_iter,
+            "world_size": 1,
+        }
+    ]
+
+    def progress(it):
+        return {"iter": it, "examples": it * examples_per_iter, "time": it * seconds_per_iter}
+
+    last_iter = max_iters if complete else max_iters // 2
+    for it in range(10, last_iter + 1, 10):
+        lines.append({"event": "train", **progress(it), "loss": 1.1 - it / max_iters, "lr": 1e-3, "examples_per_s": 200.0 + seed})
+    support = data["test_counts"]
+    for it, shortfall in [(max_iters // 2, 0.1), (max_iters, 0.0)]:
+        if it <= last_iter:
+            f1 = macro_f1 - shortfall
+            per_class = {name: {"precision": f1, "recall": f1, "f1": f1, "support": support[name]} for name in data["label_names"]}
+            confusion = [[support[name] if i == j else 0 for j in range(len(support))] for i, name in enumerate(data["label_names"])]
+            lines.append(
+                {
+                    "event": "eval",
+                    **progress(it),
+                    "test_loss": 1.0 - f1,
+                    "accuracy": accuracy - shortfall,
+                    "macro_f1": f1,
+                    "per_class": per_class,
+                    "confusion": confusion,
+                    "majority_accuracy": data["majority_accuracy"],
+                }
+            )
+    if complete:
+        end = {"best_macro_f1": macro_f1, "final_accuracy": accuracy, "final_macro_f1": macro_f1, "final_test_loss": 1.0 - macro_f1}
+        lines.append({"event": "end", **progress(max_iters), **end})
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run_dir
+
+
+def write_classify_arms(root, arms=("gelu", "swiglu", "relu2")):
+    """The FINAL_CLASSIFY arms x 3 seeds of fake complete classify runs under root; returns root."""
+    for mlp in arms:
+        finals = FINAL_CLASSIFY[mlp]
+        for seed, (accuracy, macro_f1) in enumerate(zip(finals["accuracy"], finals["macro_f1"], strict=True)):
+            write_classify_run(root / f"{mlp}-s{seed}", mlp, seed, accuracy, macro_f1)
+    return root
+
+
+def paired_by_hand(arm, baseline):
+    """Mean, sd, t, p and 95% interval of the paired differences of three pairs, without scipy."""
+    d = [a - b for a, b in zip(arm, baseline, strict=True)]
+    mean, sd = statistics.mean(d), statistics.stdev(d)
+    sem = sd / math.sqrt(len(d))
+    t = mean / sem
+    p = 1 - abs(t) / math.sqrt(t * t + 2)  # two-sided p for 2 degrees of freedom, in closed form
+    return mean, sd, t, p, [mean - T_975_DF2 * sem, mean + T_975_DF2 * sem]
+
+
+def table_row(markdown, name):
+    """The cells of arm `name`'s row of a summary.md table."""
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {name} |"))
+    return line.strip("| ").split(" | ")
+
+
+def test_classify_statistics_and_table_match_hand_computation(tmp_path):
+    summary = make_report([write_classify_arms(tmp_path / "runs")], tmp_path / "report")
+    markdown = (tmp_path / "report" / "summary.md").read_text()
+    assert CLASSIFY_HEADER in markdown.splitlines()
+    swiglu = arm(summary, "swiglu")
+    row = table_row(markdown, "swiglu")
+    assert row[:3] == ["swiglu", "3", "20,006"]
+    for column, metric in ((3, "accuracy"), (4, "macro_f1")):
+        values = FINAL_CLASSIFY["swiglu"][metric]
+        assert swiglu[f"final_{metric}"]["mean"] == pytest.approx(statistics.mean(values))
+        assert swiglu[f"final_{metric}"]["std"] == pytest.approx(statistics.stdev(values))
+        assert row[column] == f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+    assert swiglu["majority_accuracy"] == 0.4 and row[5] == "0.4000"
+    assert swiglu["examples_per_s"] == pytest.approx(201.0) and row[6] == "201"
+
+    for column, metric, summary_key in ((7, "accuracy", "vs_baseline_accuracy"), (9, "macro_f1", "vs_baseline_macro_f1")):
+        mean, sd, t, p, ci = paired_by_hand(FINAL_CLASSIFY["swiglu"][metric], FINAL_CLASSIFY["gelu"][metric])
+        paired = swiglu[summary_key]
+        assert paired["seeds"] == [0, 1, 2]
+        assert paired["diff_mean"] == pytest.approx(mean) and paired["diff_std"] == pytest.approx(sd)
+        assert paired["t"] == pytest.approx(t) and paired["p_value"] == pytest.approx(p)
+        assert paired["ci95"] == pytest.approx(ci)
+        assert row[column : column + 2] == [f"{mean:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]", f"{p:.3g}"]
+    assert mean == pytest.approx(0.07 / 3)  # the macro-F1 differences (0.02, 0.03, 0.02), as the comment says
+
+    gelu = arm(summary, "gelu")
+    assert gelu["vs_baseline_accuracy"] is None and gelu["vs_baseline_macro_f1"] is None
+    assert table_row(markdown, "gelu")[7:11] == ["(baseline)", "—", "(baseline)", "—"]
+    assert summary["examples_per_iter"] == EXAMPLES_PER_ITER and summary["data"]["label_names"] == LABELS
+    assert "fake tweets (3 classes: negative, neutral, positive; 900 train / 300 test examples; gpt2)" in markdown
+    assert json.loads((tmp_path / "report" / "summary.json").read_text()) == summary
+
+
+def test_classify_examples_to_reach_the_baselines_final_macro_f1(tmp_path):
+    summary = make_report([write_classify_arms(tmp_path / "runs")], tmp_path / "report")
+    # gelu's mean final macro-F1 is 0.79. swiglu's mean curve: 0.81333 - 0.1 at 50 steps (1600
+    # examples), 0.81333 at 100 (3200): it rises to 0.79 at 50 + (0.79 - 0.71333) / 0.1 * 50 steps.
+    steps = 50 + (0.79 - (statistics.mean(FINAL_CLASSIFY["swiglu"]["macro_f1"]) - 0.1)) / 0.1 * 50
+    reach = arm(summary, "swiglu")["reach_baseline_final"]
+    assert summary["baseline_final_macro_f1"] == pytest.approx(0.79)
+    assert reach["examples"] == pytest.approx(steps * EXAMPLES_PER_ITER) and reach["fraction"] == pytest.approx(steps / MAX_ITERS)
+    assert arm(summary, "gelu")["reach_baseline_final"]["fraction"] == pytest.approx(1.0)
+    assert arm(summary, "relu2")["reach_baseline_final"]["examples"] is None  # ends at 0.72
+    markdown = (tmp_path / "report" / "summary.md").read_text()
+    assert table_row(markdown, "relu2")[-1] == "never"
+    assert table_row(markdown, "swiglu")[-1] == f"{steps * EXAMPLES_PER_ITER / 1000:.3g}k ({steps / MAX_ITERS:.0%})"
+
+
+def test_classify_report_draws_accuracy_curves(tmp_path):
+    make_report([write_classify_arms(tmp_path / "runs")], tmp_path / "report")
+    png = tmp_path / "report" / "accuracy_curves.png"
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert not (tmp_path / "report" / "loss_curves.png").exists()
+    import matplotlib.pyplot as plt
+
+    image = plt.imread(png)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 400
+
+
+def test_language_model_report_keeps_its_table_and_fields(runs_root, tmp_path):
+    summary = make_report([runs_root], tmp_path / "report")
+    header = (
+        "| arm | seeds | params | final val loss | best val loss | tokens/s | Δ final val vs gelu [95% CI] "
+        "| p (paired t) | tokens to gelu's final loss |"
+    )
+    assert (tmp_path / "report" / "summary.md").read_text().splitlines()[2] == header
+    assert list(summary) == "baseline baseline_final_val_loss data model tokens_per_iter max_iters arms incomplete_runs mismatch".split()
+    assert (
+        list(arm(summary, "swiglu"))
+        == (
+            "arm runs seeds n_seeds params_total params_non_embedding params_mlp flops_per_token final_val_loss best_val_loss "
+            "tokens_per_s wall_time_s reach_baseline_final vs_baseline"
+        ).split()
+    )
+
+
+def test_runs_of_different_tasks_are_refused_in_one_line(runs_root, tmp_path):
+    write_classify_run(runs_root / "swiglu-cls-s0", "swiglu", 0, 0.8, 0.7)
+    for allow_mismatch in (False, True):
+        with pytest.raises(report.ReportError, match="runs of different tasks cannot be compared") as refusal:
+            make_report([runs_root], tmp_path / "report", allow_mismatch=allow_mismatch)
+        assert "swiglu-cls-s0 a 'classify' run" in str(refusal.value) and "\n" not in str(refusal.value)
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"data": {**CLASSIFY_DATA, "label_names": ["negative", "positive"]}}, "data.label_names"),
+        ({"data": {**CLASSIFY_DATA, "label_names": ["positive", "neutral", "negative"]}}, "data.label_names"),
+        ({"data": {**CLASSIFY_DATA, "source": "other tweets"}}, "data.source"),
+        ({"data": {**CLASSIFY_DATA, "test_examples": 299}}, "data.test_examples"),
+        ({"data": {**CLASSIFY_DATA, "train_examples": 901}}, "data.train_examples"),
+        ({"examples_per_iter": 2 * EXAMPLES_PER_ITER}, "examples_per_iter"),
+        ({"max_iters": 2 * MAX_ITERS}, "max_iters"),
+    ],
+)
+def test_mismatched_classify_runs_are_refused_unless_allowed(tmp_path, change, field):
+    root = write_classify_arms(tmp_path / "runs", arms=("gelu", "swiglu"))
+    write_classify_run(root / "odd-s0", "geglu", 0, 0.8, 0.7, **change)
+    with pytest.raises(report.ReportError, match=f"runs differ in {field}: .*odd-s0.*--allow_mismatch") as refusal:
+        make_report([root], tmp_path / "report")
+    assert "\n" not in str(refusal.value)
+    summary = make_report([root], tmp_path / "report", allow_mismatch=True)
+    assert "geglu" in [a["arm"] for a in summary["arms"]]
+
+
+def test_classify_notes_name_the_metric(tmp_path):
+    for seed, (accuracy, macro_f1) in enumerate([(0.8, 0.7), (0.9, 0.75)]):
+        write_classify_run(tmp_path / "runs" / f"gelu-s{seed}", "gelu", seed, accuracy, macro_f1)
+        write_classify_run(tmp_path / "runs" / f"swiglu-s{seed}", "swiglu", seed, accuracy, macro_f1 + 0.01 * seed)
+    make_report([tmp_path / "runs"], tmp_path / "report")
+    markdown = (tmp_path / "report" / "summary.md").read_text()
+    assert "- swiglu (accuracy): the 2 paired differences are all zero" in markdown
+    assert "swiglu (macro-F1)" not in markdown
+
+
+@pytest.mark.parametrize(
+    "line, replacement, words",
+    [
+        (0, {"task": "translate"}, "line 1: unknown task 'translate'"),
+        (0, {"data": {**CLASSIFY_DATA, "majority_accuracy": None}}, "line 1: the config record has no numeric data.majority_accuracy"),
+        (0, {"examples_per_iter": None}, "line 1: the config record has no numeric examples_per_iter"),
+        (-2, {"macro_f1": "high"}, "the eval record has no numeric macro_f1"),
+        (-1, {"final_accuracy": None}, "the end record has no numeric final_accuracy"),
+        (-1, {"event": "config", "task": "lm"}, "a config record of task 'lm' in a run of task 'classify'"),
+    ],
+)
+def test_a_classify_record_without_what_the_report_reads_is_one_line(tmp_path, line, replacement, words):
+    run_dir = write_classify_run(tmp_path / "gelu-s0", "gelu", 0, 0.8, 0.7)
+    records = [json.loads(text) for text in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records[line] = {**records[line], **replacement}
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(report.ReportError, match=words) as refusal:
+        report.load_run(run_dir)
+    assert "\n" not in str(refusal.value)
+
+
+def test_an_incomplete_classify_run_is_left_out(tmp_path):
+    root = write_classify_arms(tmp_path / "runs", arms=("gelu", "swiglu"))
+    write_classify_run(root / "swiglu-s1", "swiglu", 1, 0.85, 0.83, complete=False)
+    summary = make_report([root], tmp_path / "report")
+    assert len(summary["incomplete_runs"]) == 1 and "swiglu-s1 (iter 50 of 100)" in summary["incomplete_runs"][0]
+    assert arm(summary, "swiglu")["vs_baseline_macro_f1"]["seeds"] == [0, 2]
