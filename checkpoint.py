@@ -100,13 +100,18 @@ def _read_plain_data(path, map_location):
         raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint or truncated ({type(e).__name__})") from None
 
 
+def gpt_from_args(model_args, **overrides):
+    """An untrained GPT of a checkpoint's model_args (with `overrides`), its speed-only settings left at their defaults."""
+    args = {key: value for key, value in model_args.items() if key not in SPEED_FIELDS}
+    return GPT(GPTConfig(**{**args, **overrides}))
+
+
 def model_from_checkpoint(checkpoint, **overrides):
     """A GPT built from a checkpoint's model_args (with `overrides`, e.g. dropout) and its weights loaded.
 
     The speed-only settings the run trained with are left at their defaults: they suit the
     machine that trained it, and the caller (a resume) sets its own.
     """
-    args = {key: value for key, value in checkpoint["model_args"].items() if key not in SPEED_FIELDS}
-    model = GPT(GPTConfig(**{**args, **overrides}))
+    model = gpt_from_args(checkpoint["model_args"], **overrides)
     model.load_state_dict(checkpoint["model"])
     return model

@@ -29,7 +29,15 @@ try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as qui
     import torch.nn.functional as F
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    from checkpoint import MODEL_KEYS, CheckpointError, load_checkpoint, model_from_checkpoint, remove_stale_temp, save_checkpoint
+    from checkpoint import (
+        MODEL_KEYS,
+        CheckpointError,
+        gpt_from_args,
+        load_checkpoint,
+        model_from_checkpoint,
+        remove_stale_temp,
+        save_checkpoint,
+    )
     from configurator import ConfigError, HelpRequested, load_config
     from data.labelled import load_labelled
     from data.tokenizer import CHAR_SEPARATOR, CharTokenizer, DataError, get_tokenizer, tokenizer_from_meta
@@ -171,7 +179,7 @@ def build_classifier(cfg, label_names, train_texts, checkpoint):
     """(classifier, tokenizer, data_meta): from scratch, from a pretrained train.py run, or a resumed classify run."""
     if checkpoint is not None:  # resume: everything as the run saved it
         tokenizer = tokenizer_from_meta(checkpoint["data_meta"])
-        backbone = GPT(GPTConfig(**{k: v for k, v in checkpoint["model_args"].items() if k not in SPEED_FIELDS}))
+        backbone = gpt_from_args(checkpoint["model_args"])
         model = GPTClassifier(backbone, len(label_names), checkpoint["pooling"])
         model.load_state_dict(checkpoint["model"])
         return model, tokenizer, checkpoint["data_meta"]
