@@ -10,6 +10,11 @@ Launch (train, skipping complete runs and resuming interrupted ones, then report
 Report on existing runs (no network, no wandb account needed):
     python compare.py out/compare/swiglu-s0 out/compare/gelu-s0 ... --out=report
     python compare.py out/compare --out=report      # every run under a folder
+Sweep: the same comparison at several values of one key, or of keys varied together, then a
+report of how the difference moves with them (sweep.py):
+    python compare.py config/swiglu.py config/gelu.py --sweep=learning_rate=1e-3,2e-3,4e-3
+    python compare.py config/swiglu.py config/gelu.py --sweep=n_layer/n_head/n_embd=2/2/48,4/4/144
+    python compare.py out/compare                   # a sweep's folder: its report again
 
 Options are --key=value, like train.py's (`python compare.py -h` lists them); any other
 --key=value is a key of the launched script, checked before the first run starts and passed to
@@ -32,6 +37,7 @@ try:  # a Ctrl-C while numpy imports (through report.py) ends the script as quie
     from configurator import ConfigError, HelpRequested, load_config, load_options
     from metrics import METRICS_NAME
     from report import ReportError, find_run_dirs, load_run, report
+    from sweep import Sweep, find_sweep_points, parse_sweep, report_sweep
 except KeyboardInterrupt:
     if __name__ != "__main__":
         raise
@@ -78,7 +84,18 @@ in init_from with the run's seed, so one config fine-tunes each seed's own pretr
 examples:
   python compare.py config/swiglu.py config/gelu.py --seeds=3 --max_iters=2000
   python compare.py classify_swiglu.py classify_gelu.py --script=classify.py --seeds=3
-  python compare.py out/compare --out=report"""
+  python compare.py out/compare --out=report
+
+Sweeps: --sweep=KEY=V1,V2,... runs the whole comparison (every config, every seed) once per
+value, with --KEY=V added to those runs; --sweep=KEY1/KEY2=A1/A2,B1/B2 varies several keys
+together (a model's shape: n_layer/n_head/n_embd). Each run goes to
+<runs_dir>/<KEY1=A1,KEY2=A2>/<config name>-s<seed>, all of them in one wandb group (the swept
+keys are in each run's config), and the report in --out plots the paired difference and each
+arm's final value against the swept value (against non-embedding parameters where the swept
+keys change the model's size), in sweep.png, sweep.md and sweep.json. Where the model stays the
+same (a learning-rate sweep), it also compares each arm at its own best value.
+  python compare.py config/sweep_swiglu.py config/sweep_gelu.py --sweep=learning_rate/min_lr=1e-3/1e-4,4e-3/4e-4
+  python compare.py out/compare                  # report a sweep's folder again"""
 
 
 # -----------------------------------------------------------------------------
@@ -108,9 +125,11 @@ class CompareOptions:
     allow_mismatch: bool = False  # compare runs even if their data, data per step or iterations differ
     wandb: bool = False  # also log the table and the figure to wandb
     script: str = "train.py"  # what each run is: train.py (language model) or classify.py (sequence classifier)
+    sweep: str = ""  # KEY=V1,V2,... or KEY1/KEY2=A1/A2,B1/B2 (keys varied together): the comparison at each value
 
     def __post_init__(self):
         self.seed_list = parse_seeds(self.seeds)
+        self.sweep_plan = parse_sweep(self.sweep, RESERVED_OVERRIDES) if self.sweep else None
         if self.script not in SCRIPTS:
             raise ValueError(f"--script expects {' or '.join(SCRIPTS)}, got {self.script!r}")
 
@@ -119,10 +138,11 @@ class CompareOptions:
 # Launching runs
 
 
-def check_run_configs(script, config_files, overrides, seeds):
+def check_run_configs(script, config_files, overrides, seeds, points=((),)):
     """Raise ConfigError now, not after the first run, if `script` would refuse a config or an override.
 
-    Each config is checked with each seed: classify.py puts the seed into init_from.
+    Each config is checked with each seed (classify.py puts the seed into init_from) and with
+    each of `points`, the --key=value of every sweep point.
     """
     try:
         config_class = getattr(importlib.import_module(SCRIPTS[script].module), SCRIPTS[script].config_class)
@@ -130,16 +150,23 @@ def check_run_configs(script, config_files, overrides, seeds):
         raise ConfigError(f"--script={script}: cannot load its {SCRIPTS[script].config_class} ({error})") from None
     for config_file in config_files:
         for seed in seeds:
-            load_config(config_class, [str(config_file), *overrides, f"--seed={seed}"], prog="compare.py")
+            for point in points:
+                load_config(config_class, [str(config_file), *overrides, *point, f"--seed={seed}"], prog="compare.py")
 
 
 @dataclass
 class PlannedRun:
-    """One (config, seed) pair of a launch and the folder its run goes to."""
+    """One (config, seed) pair of a launch, the folder its run goes to and, in a sweep, its point's keys."""
 
     config_file: Path
     seed: int
     out_dir: Path
+    overrides: tuple = ()  # the sweep point's --key=value, after the launch's own
+    name: str = ""  # the wandb run name; '' = the folder's name
+
+    @property
+    def run_name(self):
+        return self.name or self.out_dir.name
 
 
 def plan_runs(config_files, seeds, runs_dir):
@@ -148,6 +175,26 @@ def plan_runs(config_files, seeds, runs_dir):
     Seed-major order: after any prefix of the launch, the finished runs already form pairs.
     """
     return [PlannedRun(Path(cfg), seed, Path(runs_dir) / f"{Path(cfg).stem}-s{seed}") for seed in seeds for cfg in config_files]
+
+
+def plan_sweep(config_files, seeds, runs_dir, sweep: Sweep):
+    """Every (config, seed, point) of a sweep, in <runs_dir>/<point label>/<config stem>-s<seed>.
+
+    Seed-major, then point: after any prefix of the launch, every point already has its pairs
+    of the first seeds, so an interrupted sweep still draws a whole (if wider) picture.
+    """
+    return [
+        PlannedRun(
+            Path(cfg),
+            seed,
+            Path(runs_dir) / sweep.label(values) / f"{Path(cfg).stem}-s{seed}",
+            sweep.overrides(values),
+            f"{Path(cfg).stem}-s{seed}-{sweep.label(values)}",
+        )
+        for seed in seeds
+        for values in sweep.points
+        for cfg in config_files
+    ]
 
 
 def run_state(out_dir):
@@ -189,11 +236,12 @@ def launch_command(script, run, state, overrides, group):
         str(HERE / script),
         str(run.config_file),
         *overrides,
+        *run.overrides,
         f"--seed={run.seed}",
         f"--out_dir={run.out_dir}",
         *([f"--init_from={init_from}"] if init_from else []),
         f"--wandb_group={group}",
-        f"--wandb_run_name={run.out_dir.name}",
+        f"--wandb_run_name={run.run_name}",
     ]
 
 
@@ -249,6 +297,11 @@ def main(argv=None):
         return 130
 
 
+def override_keys(overrides):
+    """The keys of --key=value (or --kebab-key=value) arguments, as field names."""
+    return {arg[2:].split("=", 1)[0].replace("-", "_") for arg in overrides}
+
+
 def run_command(argv):
     """Launch (config files) or report (run folders) as argv says; returns the exit status."""
     options, paths, overrides = parse_arguments(argv)
@@ -256,34 +309,58 @@ def run_command(argv):
         raise ConfigError("give config files (*.py) to launch runs, or run folders to report on (see compare.py -h)")
     out_dir = Path(options.out) if options.out else Path(options.runs_dir) / "report"
     check_out_dir(out_dir)  # now, not after hours of training
-    reserved = sorted({arg[2:].split("=", 1)[0].replace("-", "_") for arg in overrides} & RESERVED_OVERRIDES)
+    reserved = sorted(override_keys(overrides) & RESERVED_OVERRIDES)
     if reserved:
         raise ConfigError(f"--{reserved[0]} is set by compare.py for each run (use --seeds, --runs_dir, --group instead)")
-    config_files = [p for p in paths if p.suffix == ".py"]
-    if config_files:
-        # Before the mixed-paths check: `--max_iters 2000` leaves 2000 among the paths, and
-        # the script's own message for that ("expected --max_iters=value") says what went wrong.
-        check_run_configs(options.script, config_files, overrides, options.seed_list)
-        if len(config_files) < len(paths):
-            other = next(p for p in paths if p.suffix != ".py")
-            raise ConfigError(f"{other} is not a config file: give either config files (to launch) or run folders (to report), not both")
-        stems = [p.stem for p in config_files]
-        if len(set(stems)) != len(stems):
-            raise ConfigError(f"two config files share a name ({stems}): their runs would share folders")
-        plan = plan_runs(config_files, options.seed_list, options.runs_dir)
-        status = launch_runs(plan, overrides, options.group or "compare-" + "-".join(stems), options.script)
+    if any(p.suffix == ".py" for p in paths):
+        status, run_dirs = launch(options, paths, overrides)
         if status != 0:
             return status
-        run_dirs = [run.out_dir for run in plan]
     else:
         if overrides:
             raise ConfigError(
                 f"{overrides[0]} is not a compare.py option, and train.py keys only apply when launching runs from config files"
             )
-        run_dirs = find_run_dirs(paths)
-    runs = [load_run(d) for d in run_dirs]
-    report(runs, out_dir, options.baseline, options.allow_mismatch, options.wandb)
+        if options.sweep_plan:
+            raise ConfigError("--sweep launches runs: give config files with it (a sweep's folder is reported without it)")
+        run_dirs = find_sweep_points(paths) or find_run_dirs(paths)
+    if isinstance(run_dirs, dict):  # a sweep: {point label: its run folders}
+        runs_by_point = {label: [load_run(d) for d in dirs] for label, dirs in run_dirs.items()}
+        report_sweep(runs_by_point, out_dir, options.baseline, options.allow_mismatch, options.wandb)
+    else:
+        report([load_run(d) for d in run_dirs], out_dir, options.baseline, options.allow_mismatch, options.wandb)
     return 0
+
+
+def launch(options, config_files, overrides):
+    """Check, then train every run of the launch: (exit status, run folders, or {point label: run folders} for a sweep)."""
+    sweep = options.sweep_plan
+    swept = sorted(override_keys(overrides) & set(sweep.keys if sweep else ()))
+    if swept:
+        raise ConfigError(f"--{swept[0]} is swept by --sweep and given on its own too: give it once")
+    points = [sweep.overrides(values) for values in sweep.points] if sweep else [()]
+    # Before the mixed-paths check: `--max_iters 2000` leaves 2000 among the paths, and
+    # the script's own message for that ("expected --max_iters=value") says what went wrong.
+    check_run_configs(options.script, [p for p in config_files if p.suffix == ".py"], overrides, options.seed_list, points)
+    other = next((p for p in config_files if p.suffix != ".py"), None)
+    if other is not None:
+        raise ConfigError(f"{other} is not a config file: give either config files (to launch) or run folders (to report), not both")
+    stems = [p.stem for p in config_files]
+    if len(set(stems)) != len(stems):
+        raise ConfigError(f"two config files share a name ({stems}): their runs would share folders")
+    if sweep:
+        plan = plan_sweep(config_files, options.seed_list, options.runs_dir, sweep)
+        group = options.group or "sweep-" + "-".join(stems) + "-" + "-".join(sweep.keys)
+    else:
+        plan = plan_runs(config_files, options.seed_list, options.runs_dir)
+        group = options.group or "compare-" + "-".join(stems)
+    status = launch_runs(plan, overrides, group, options.script)
+    if not sweep:
+        return status, [run.out_dir for run in plan]
+    by_point = {}
+    for run in plan:
+        by_point.setdefault(run.out_dir.parent.name, []).append(run.out_dir)
+    return status, by_point
 
 
 if __name__ == "__main__":

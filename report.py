@@ -12,7 +12,9 @@ test accuracy and macro-F1, higher is better. One report holds runs of one task.
 Statistics: runs are paired by seed (same seed = same initial data order), so the per-seed
 difference d_i = final(arm, seed_i) - final(baseline, seed_i) of a compared metric removes the
 shared part of the noise. We report mean(d) with a 95% Student-t confidence interval and a
-two-sided paired t-test p-value, both from scipy.stats.ttest_rel.
+two-sided paired t-test p-value, both from scipy.stats.ttest_rel, and a power estimate from
+statsmodels: the smallest difference these seeds detect 80% of the time at the measured spread,
+and how many seeds the measured difference would need.
 """
 
 import json
@@ -382,6 +384,7 @@ def paired_t_test(arm, baseline, confidence=0.95):
         "t": None,
         "p_value": None,
         "note": None,
+        "power": None,
     }
     if n < 2:
         result["note"] = f"{n} paired seed(s): need at least 2 for a confidence interval and p-value"
@@ -397,9 +400,55 @@ def paired_t_test(arm, baseline, confidence=0.95):
         result["note"] = f"{why}: the t-test is undefined, so no confidence interval or p-value"
         return result
     result.update(ci95=[float(ci.low), float(ci.high)], t=float(test.statistic), p_value=float(test.pvalue))
+    result["power"] = power_estimate(result["diff_mean"], result["diff_std"], n)
     if caught:
         result["note"] = f"scipy warns: {str(caught[0].message).splitlines()[0]}"
     return result
+
+
+def power_estimate(diff_mean, diff_std, n_pairs, power=0.8, alpha=0.05):
+    """What a paired t-test with this spread can see: the detectable difference now, the seeds the measured one needs.
+
+    detectable_diff: the smallest |difference| that n_pairs seeds detect (two-sided, alpha) with
+    probability `power`, given the measured seed-to-seed std of the differences.
+    seeds_needed: how many paired seeds detect the measured difference with that probability.
+    Both are estimates: the std itself is measured on few seeds.
+    """
+    from statsmodels.stats.power import TTestPower  # slow to import: only reports need it
+
+    result = {"power": power, "alpha": alpha, "detectable_diff": None, "seeds_needed": None}
+    if n_pairs is None or n_pairs < 2 or not diff_std or not math.isfinite(diff_std):
+        return result
+    analysis = TTestPower()
+    effect = float(np.squeeze(analysis.solve_power(effect_size=None, nobs=n_pairs, alpha=alpha, power=power)))
+    if math.isfinite(effect):
+        result["detectable_diff"] = effect * diff_std
+    if diff_mean:
+        result["seeds_needed"] = seeds_for_power(analysis, abs(diff_mean) / diff_std, power, alpha)
+    return result
+
+
+def seeds_for_power(analysis, effect_size, power, alpha, most=10**6):
+    """The fewest paired seeds (2 or more) whose t-test has `power` at this effect size; None if over `most`.
+
+    A search over whole counts (power grows with the count) rather than statsmodels' root
+    finder, which fails where two seeds already suffice. Where the noncentrality is so large
+    that the power is 1 to many decimals, scipy's noncentral t returns nan: that counts as 1.
+    """
+
+    def enough(n):
+        value = analysis.power(effect_size=effect_size, nobs=n, alpha=alpha)
+        return math.isnan(value) or value >= power
+
+    low, high = 1, 2  # enough(low) is false by convention: a single seed has no spread
+    while not enough(high):
+        if high >= most:
+            return None
+        low, high = high, min(2 * high, most)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
 
 
 def paired_by_seed(runs, baseline_runs, key):
@@ -511,6 +560,21 @@ def format_paired(paired):
     return [f"{paired['diff_mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]", f"{paired['p_value']:.3g}"]
 
 
+def describe_power(paired):
+    """One sentence on what this many seeds can separate, from a paired test's power estimate."""
+    power = paired["power"]
+    needed = power["seeds_needed"]
+    return (
+        f"power: at the measured spread (std of the differences {paired['diff_std']:.4f}), {paired['n_pairs']} seeds detect a "
+        f"difference of ±{power['detectable_diff']:.4f} with {power['power']:.0%} power (two-sided, α = {power['alpha']}); "
+        + (
+            "the measured difference is zero"
+            if needed is None
+            else f"the measured {paired['diff_mean']:+.4f} needs {needed if needed <= 1000 else 'over 1000'} seeds"
+        )
+    )
+
+
 def markdown_table(summary, task):
     """The summary as a Markdown table, one row per arm, with notes underneath."""
     base = summary["baseline"]
@@ -534,10 +598,12 @@ def markdown_table(summary, task):
         for comparison in task.comparisons:
             paired = arm[comparison.summary_key]
             row += format_paired(paired)
+            # with one comparison the arm says it all; with several, name the metric
+            where = arm["arm"] if len(task.comparisons) == 1 else f"{arm['arm']} ({comparison.label})"
             if paired and paired["note"]:
-                # with one comparison the arm says it all; with several, name the metric
-                where = arm["arm"] if len(task.comparisons) == 1 else f"{arm['arm']} ({comparison.label})"
                 notes.append(f"{where}: {paired['note']}")
+            if paired and paired["power"] and paired["power"]["detectable_diff"] is not None:
+                notes.append(f"{where}: {describe_power(paired)}")
         reach = arm["reach_baseline_final"]
         row.append("never" if reach[task.unit] is None else f"{human_count(reach[task.unit])} ({reach['fraction']:.0%})")
         rows.append(row)
@@ -585,18 +651,29 @@ def plot_curves(arm_runs, summary, path, task):
     plt.close(fig)
 
 
+def start_report_run(run_config, job_type, name, config):
+    """A wandb run for a report, in the project and group of the runs it reports on (run_config: one run's config)."""
+    import wandb
+
+    return wandb.init(
+        project=run_config.get("wandb_project"),
+        group=run_config.get("wandb_group") or None,
+        mode=resolve_wandb_mode(""),
+        job_type=job_type,
+        name=name,
+        config=config,
+    )
+
+
 def log_to_wandb(summary, figure_path, runs, task):
     """Log the table and the figure to a wandb run grouped with the training runs."""
     import wandb
 
-    config = runs[0].config
-    run = wandb.init(
-        project=config.get("wandb_project"),
-        group=config.get("wandb_group") or None,
-        mode=resolve_wandb_mode(""),
-        job_type="compare",
-        name=f"compare-{'-vs-'.join(a['arm'] for a in summary['arms'])}",
-        config={"baseline": summary["baseline"], "data": summary["data"], "model": summary["model"], "max_iters": summary["max_iters"]},
+    run = start_report_run(
+        runs[0].config,
+        "compare",
+        f"compare-{'-vs-'.join(a['arm'] for a in summary['arms'])}",
+        {"baseline": summary["baseline"], "data": summary["data"], "model": summary["model"], "max_iters": summary["max_iters"]},
     )
     columns = ["arm", "n_seeds", "params_total"]
     for c in task.comparisons:
@@ -616,6 +693,25 @@ def log_to_wandb(summary, figure_path, runs, task):
     run.finish()
 
 
+def make_report_dir(out_dir):
+    """The report folder as a Path, made if need be; ReportError if it cannot be."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ReportError(f"cannot create the report folder {out_dir} ({error.strerror})") from None
+    return out_dir
+
+
+def write_tables(out_dir, stem, header, table, result, figure_path):
+    """<stem>.md (a header line, then the Markdown table) and <stem>.json in out_dir, and the same on screen."""
+    (out_dir / f"{stem}.md").write_text(f"{header}\n\n{table}")
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(header)
+    print(table, end="")
+    print(f"wrote {figure_path}, {out_dir / f'{stem}.md'}, {out_dir / f'{stem}.json'}")
+
+
 def report(runs, out_dir, baseline, allow_mismatch=False, use_wandb=False):
     """Check, summarize and write the report for runs (all of one task); return the summary dict."""
     task = common_task(runs)
@@ -631,22 +727,13 @@ def report(runs, out_dir, baseline, allow_mismatch=False, use_wandb=False):
     summary["incomplete_runs"] = incomplete
     summary["mismatch"] = mismatch
 
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ReportError(f"cannot create the report folder {out_dir} ({error.strerror})") from None
+    out_dir = make_report_dir(out_dir)
     arm_runs = {}
     for run in complete:
         arm_runs.setdefault(run.arm, []).append(run)
     figure_path = out_dir / task.figure
     plot_curves(arm_runs, summary, figure_path, task)
-    setup, table = describe_setup(summary, task), markdown_table(summary, task)
-    (out_dir / "summary.md").write_text(f"{setup}\n\n{table}")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(setup)
-    print(table, end="")
-    print(f"wrote {figure_path}, {out_dir / 'summary.md'}, {out_dir / 'summary.json'}")
+    write_tables(out_dir, "summary", describe_setup(summary, task), markdown_table(summary, task), summary, figure_path)
     if use_wandb:
         log_to_wandb(summary, figure_path, complete, task)
     return summary

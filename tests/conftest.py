@@ -128,3 +128,14 @@ def char_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "tiny_char"
     prepare(make_corpus(), out, "char", val_fraction=0.1)
     return str(out)
+
+
+@pytest.fixture
+def offline_wandb(tmp_path, monkeypatch):
+    """The real wandb, logging offline under tmp_path/wandb (the test skips where wandb is not installed)."""
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    wandb.teardown()  # wandb keeps the settings of its first run in this process, WANDB_DIR included
+    return wandb

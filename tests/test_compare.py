@@ -38,7 +38,7 @@ def run_report(args, tmp_path):
 def test_help_exits_cleanly(capsys):
     assert compare.main(["-h"]) == 0
     printed = capsys.readouterr().out
-    for option in ("--seeds=", "--runs_dir=", "--out=", "--baseline=", "--group=", "--allow_mismatch=", "--wandb=", "--script="):
+    for option in ("--seeds=", "--runs_dir=", "--out=", "--baseline=", "--group=", "--allow_mismatch=", "--wandb=", "--script=", "--sweep="):
         assert option in printed
     assert 'init_from = "runs/char/shakespeare_char_swiglu-s{seed}"' in printed
 
@@ -225,12 +225,7 @@ def test_run_state(tmp_path):
 
 
 @pytest.mark.parametrize("write", [write_arms, write_classify_arms])
-def test_wandb_logs_offline(tmp_path, monkeypatch, write):
-    wandb = pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    wandb.teardown()  # wandb keeps the settings of its first run in this process, WANDB_DIR included
+def test_wandb_logs_offline(tmp_path, offline_wandb, write):
     assert compare.main([str(write(tmp_path / "runs")), f"--out={tmp_path / 'r'}", "--wandb"]) == 0
     assert list((tmp_path / "wandb").glob("offline-run-*"))
 

@@ -1,0 +1,262 @@
+"""Tests for sweeps: compare.py --sweep (syntax, plan, one-line refusals, a real launch that is
+resumable) and sweep.py's report (axis, per-point tests, each arm at its own best point with a
+cross-fitted CI) and the power estimate that every report prints."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from test_report import write_run
+
+import compare
+import report
+import sweep
+
+# --- syntax and plan ------------------------------------------------------------------------------
+
+
+def test_one_key_and_keys_varied_together_parse():
+    one = sweep.parse_sweep("learning_rate=1e-3,3e-3")
+    assert one.keys == ("learning_rate",) and one.points == (("1e-3",), ("3e-3",))
+    shape = sweep.parse_sweep("n_layer/n_head/n_embd=2/2/48,4/4/96")
+    assert shape.keys == ("n_layer", "n_head", "n_embd")
+    assert shape.label(shape.points[1]) == "n_layer=4,n_head=4,n_embd=96"
+    assert shape.overrides(shape.points[0]) == ["--n_layer=2", "--n_head=2", "--n_embd=48"]
+    assert sweep.parse_point_label("n_layer=4,n_head=4,n_embd=96") == {"n_layer": "4", "n_head": "4", "n_embd": "96"}
+    assert sweep.parse_point_label("swiglu-s0") is None
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("learning_rate", "expected KEY=V1,V2,... or KEY1/KEY2=A1/A2,B1/B2"),
+        ("learning_rate=", "expected KEY=V1,V2"),
+        ("n_layer/n_embd=2/48,4", "'4' gives 1 value(s) for 2 key(s) (n_layer/n_embd)"),
+        ("learning_rate=1e-3", "a sweep needs at least two points"),
+        ("learning_rate=1e-3,1e-3", "a point is given twice"),
+        ("n_embd/n_embd=1/2,3/4", "a key is named twice"),
+        ("seed=1,2", "seed is set by compare.py for each run and cannot be swept"),
+    ],
+)
+def test_a_malformed_sweep_is_one_line_before_anything_runs(tmp_path, capsys, text, words):
+    (tmp_path / "gelu.py").write_text("mlp = 'gelu'\n")
+    status = compare.main([str(tmp_path / "gelu.py"), f"--sweep={text}", f"--runs_dir={tmp_path / 'runs'}"])
+    err = capsys.readouterr().err
+    assert status == 2 and words in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sweep_refusals_name_the_problem(tmp_path, capsys):
+    (tmp_path / "gelu.py").write_text("mlp = 'gelu'\n")
+    config, runs = str(tmp_path / "gelu.py"), f"--runs_dir={tmp_path / 'runs'}"
+    cases = [
+        ([config, runs, "--sweep=learning_rate=1e-3,2e-3", "--learning_rate=5e-4"], "--learning_rate is swept by --sweep and given"),
+        ([config, runs, "--sweep=n_embd=32,oops"], "n_embd"),  # train.py's own message for a bad value
+        ([config, runs, "--sweep=n_emb=32,64"], "n_emb"),  # and for an unknown key (it suggests n_embd)
+        ([str(tmp_path), "--sweep=learning_rate=1e-3,2e-3"], "--sweep launches runs: give config files with it"),
+    ]
+    for argv, words in cases:
+        assert compare.main(argv) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_plans_every_point_seed_major_in_its_own_folder():
+    plan = compare.plan_sweep([Path("swiglu.py"), Path("gelu.py")], [0, 1], Path("runs"), sweep.parse_sweep("n_layer/n_embd=1/16,2/32"))
+    assert [(run.seed, run.out_dir.parent.name, run.config_file.stem) for run in plan] == [
+        (seed, point, arm) for seed in (0, 1) for point in ("n_layer=1,n_embd=16", "n_layer=2,n_embd=32") for arm in ("swiglu", "gelu")
+    ]
+    assert plan[2].out_dir == Path("runs/n_layer=2,n_embd=32/swiglu-s0")
+    assert plan[2].overrides == ["--n_layer=2", "--n_embd=32"]
+    command = compare.launch_command("train.py", plan[2], "fresh", ["--max_iters=5"], "group")
+    # the point's keys come after the launch's own, so they are what the run trains with
+    assert command[command.index("--max_iters=5") + 1 : command.index("--max_iters=5") + 3] == ["--n_layer=2", "--n_embd=32"]
+    assert "--wandb_run_name=swiglu-s0-n_layer=2,n_embd=32" in command and "--wandb_group=group" in command
+
+
+# --- a real sweep with train.py ---------------------------------------------------------------------
+
+TINY_SWEEP = [
+    "--n_layer=1",
+    "--block_size=16",
+    "--batch_size=4",
+    "--max_iters=20",
+    "--eval_interval=10",
+    "--eval_iters=2",
+    "--log_interval=10",
+    "--warmup_iters=2",
+    "--learning_rate=3e-3",
+    "--device=cpu",
+    "--prefetch=False",
+]
+
+
+@pytest.mark.slow
+def test_a_size_sweep_trains_every_point_reports_it_and_skips_it_when_complete(char_data, tmp_path, capsys):
+    for mlp in ("swiglu", "gelu"):
+        (tmp_path / f"{mlp}.py").write_text(f"mlp = {mlp!r}\n")
+    argv = [
+        str(tmp_path / "swiglu.py"),
+        str(tmp_path / "gelu.py"),
+        "--seeds=2",
+        f"--runs_dir={tmp_path / 'runs'}",
+        "--sweep=n_head/n_embd=2/12,2/24",
+        f"--data_dir={char_data}",
+        *TINY_SWEEP,
+    ]
+    assert compare.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(": fresh") == 8
+    result = json.loads((tmp_path / "runs" / "report" / "sweep.json").read_text())
+    assert (tmp_path / "runs" / "report" / "sweep.png").stat().st_size > 10_000
+    assert result["keys"] == ["n_head", "n_embd"] and result["arms"] == ["swiglu", "gelu"]
+    assert result["axis"] == {"label": "non-embedding parameters (gelu)", "log": True}
+    assert [p["label"] for p in result["points"]] == ["n_head=2,n_embd=12", "n_head=2,n_embd=24"]
+    for point in result["points"]:
+        runs = [report.load_run(d) for d in sorted((tmp_path / "runs" / point["label"]).iterdir())]
+        # each run trained at its point, in the sweep's wandb group
+        assert {run.config["n_embd"] for run in runs} == {point["values"]["n_embd"]}
+        assert {run.config["wandb_group"] for run in runs} == {"sweep-swiglu-gelu-n_head-n_embd"}
+        finals = {(run.config["mlp"], run.seed): run.end["final_val_loss"] for run in runs}
+        arms = {arm["arm"]: arm for arm in point["arms"]}
+        assert arms["swiglu"]["vs_baseline"]["diff_mean"] == pytest.approx(
+            np.mean([finals["swiglu", s] - finals["gelu", s] for s in (0, 1)]), abs=1e-12
+        )
+        assert point["x"] == arms["gelu"]["params_non_embedding"]
+    assert result["points"][0]["x"] < result["points"][1]["x"]
+    assert "own_best" not in result  # the model's size changes: "its own best size" is no question
+    markdown = (tmp_path / "runs" / "report" / "sweep.md").read_text()
+    assert "| n_head=2,n_embd=12 |" in markdown and "detectable Δ (80% power)" in markdown
+
+    # Launch again: everything is complete, nothing is touched, and the report is the same.
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/*/*")}
+    assert compare.main(argv) == 0
+    assert capsys.readouterr().out.count("complete, skipped") == 8
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert json.loads((tmp_path / "runs" / "report" / "sweep.json").read_text()) == result
+    # and the sweep's folder alone reports it again
+    assert compare.main([str(tmp_path / "runs"), f"--out={tmp_path / 'again'}"]) == 0
+    assert json.loads((tmp_path / "again" / "sweep.json").read_text()) == result
+
+
+# --- the report of a sweep (written runs) --------------------------------------------------------
+
+# final val loss by learning rate, arm and seed: seed 2 is lucky for swiglu at 1e-3 alone. In-sample
+# it pulls swiglu's choice to 1e-3 and is scored there; cross-fitted, seed 2 is scored at the 3e-3
+# that seeds 0 and 1 choose, and seeds 0 and 1 at the 1e-3 that the lucky seed helps choose.
+LR_FINALS = {
+    "1e-3": {"gelu": [2.30, 2.32, 2.31], "swiglu": [2.26, 2.27, 1.90]},
+    "3e-3": {"gelu": [2.20, 2.21, 2.22], "swiglu": [2.15, 2.16, 2.17]},
+    "1e-2": {"gelu": [2.25, 2.24, 2.26], "swiglu": [2.40, 2.41, 2.42]},
+}
+
+
+def write_lr_sweep(root):
+    for lr, arms in LR_FINALS.items():
+        for arm, finals in arms.items():
+            for seed, final in enumerate(finals):
+                write_run(root / f"learning_rate={lr}" / f"{arm}-s{seed}", arm, seed, final, config_extra={"learning_rate": float(lr)})
+    return root
+
+
+def test_each_arm_at_its_own_best_learning_rate_is_cross_fitted_by_seed(tmp_path):
+    root = write_lr_sweep(tmp_path / "runs")
+    assert compare.main([str(root), f"--out={tmp_path / 'r'}"]) == 0
+    result = json.loads((tmp_path / "r" / "sweep.json").read_text())
+    assert result["axis"] == {"label": "learning_rate", "log": True}
+    assert [p["x"] for p in result["points"]] == [1e-3, 3e-3, 1e-2]
+    best = result["own_best"]["swiglu"]
+    assert best["best_in_sample"] == {"swiglu": "learning_rate=1e-3", "gelu": "learning_rate=3e-3"}
+
+    # By hand: without seed s, each arm's best learning rate is the lowest mean over the other seeds.
+    lrs = list(LR_FINALS)
+    diffs = []
+    for seed in range(3):
+        others = [s for s in range(3) if s != seed]
+        pick = {arm: min(lrs, key=lambda lr, arm=arm: np.mean([LR_FINALS[lr][arm][s] for s in others])) for arm in ("swiglu", "gelu")}
+        diffs.append(LR_FINALS[pick["swiglu"]]["swiglu"][seed] - LR_FINALS[pick["gelu"]]["gelu"][seed])
+    assert [c["swiglu"] for c in best["cross_fitted_choices"]] == ["learning_rate=1e-3", "learning_rate=1e-3", "learning_rate=3e-3"]
+    test = stats.ttest_1samp(diffs, 0.0)
+    assert best["cross_fitted"]["diff_mean"] == pytest.approx(np.mean(diffs))
+    assert best["cross_fitted"]["ci95"] == pytest.approx(list(test.confidence_interval()))
+    assert best["cross_fitted"]["p_value"] == pytest.approx(test.pvalue)
+    # in-sample the lucky seed counts for swiglu's choice and for its score: a flattering gap
+    in_sample = [LR_FINALS["1e-3"]["swiglu"][s] - LR_FINALS["3e-3"]["gelu"][s] for s in range(3)]
+    assert best["in_sample"]["diff_mean"] == pytest.approx(np.mean(in_sample))
+    assert best["in_sample"]["diff_mean"] < best["cross_fitted"]["diff_mean"]
+    markdown = (tmp_path / "r" / "sweep.md").read_text()
+    assert "Cross-fitted (the honest CI)" in markdown and "In-sample (chosen and scored on the same seeds" in markdown
+
+
+def test_a_sweep_still_running_reports_its_finished_points(tmp_path):
+    root = write_lr_sweep(tmp_path / "runs")
+    write_run(root / "learning_rate=3e-2" / "swiglu-s0", "swiglu", 0, 2.5, config_extra={"learning_rate": 3e-2})
+    write_run(root / "learning_rate=3e-2" / "gelu-s0", "gelu", 0, 2.6, complete=False, config_extra={"learning_rate": 3e-2})
+    assert compare.main([str(root), f"--out={tmp_path / 'r'}"]) == 0
+    result = json.loads((tmp_path / "r" / "sweep.json").read_text())
+    assert [p["label"] for p in result["points"]] == [f"learning_rate={lr}" for lr in LR_FINALS]
+    assert len(result["incomplete_runs"]) == 2
+    assert "learning_rate=3e-2 has no complete gelu run yet" in (tmp_path / "r" / "sweep.md").read_text()
+
+
+def test_a_key_that_is_not_a_number_is_drawn_as_categories(tmp_path):
+    for beta2 in ("a", "b"):
+        for arm, final in (("gelu", 2.0), ("swiglu", 1.9)):
+            for seed in range(2):
+                write_run(tmp_path / "runs" / f"schedule={beta2}" / f"{arm}-s{seed}", arm, seed, final + 0.01 * seed)
+    assert compare.main([str(tmp_path / "runs"), f"--out={tmp_path / 'r'}"]) == 0
+    result = json.loads((tmp_path / "r" / "sweep.json").read_text())
+    assert result["axis"] == {"label": "schedule", "log": False} and [p["x"] for p in result["points"]] == [0, 1]
+
+
+# --- power --------------------------------------------------------------------------------------------
+
+
+def rejection_rate(effect, n, trials=4000, seed=0):
+    """How often a two-sided paired t-test at 5% rejects for n normal differences of mean `effect`, std 1."""
+    samples = np.random.default_rng(seed).normal(effect, 1.0, size=(trials, n))
+    return float(np.mean(stats.ttest_1samp(samples, 0.0, axis=1).pvalue < 0.05))
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_the_detectable_difference_is_detected_four_times_in_five(n):
+    estimate = report.power_estimate(0.01, 1.0, n)
+    assert 0.76 < rejection_rate(estimate["detectable_diff"], n) < 0.84
+    assert 0.3 < rejection_rate(estimate["detectable_diff"] / 2, n) < 0.6  # half of it: clearly less often
+
+
+@pytest.mark.parametrize("diff", [0.4, 1.0, 3.0])
+def test_the_seeds_needed_are_the_fewest_that_detect_the_difference(diff):
+    needed = report.power_estimate(diff, 1.0, 3)["seeds_needed"]
+    assert rejection_rate(diff, needed) >= 0.77
+    if needed > 2:
+        assert rejection_rate(diff, needed - 1) < 0.83
+
+
+def test_no_power_estimate_without_a_spread():
+    assert report.power_estimate(0.1, None, 1)["detectable_diff"] is None
+    assert report.power_estimate(0.0, 0.1, 3)["seeds_needed"] is None  # no difference needs infinitely many
+
+
+def test_the_comparison_report_says_what_its_seeds_can_detect(tmp_path):
+    from test_report import write_arms
+
+    write_arms(tmp_path / "runs")
+    assert compare.main([str(tmp_path / "runs"), f"--out={tmp_path / 'r'}"]) == 0
+    markdown = (tmp_path / "r" / "summary.md").read_text()
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    swiglu = next(arm for arm in summary["arms"] if arm["arm"] == "swiglu")["vs_baseline"]
+    detectable = report.power_estimate(swiglu["diff_mean"], swiglu["diff_std"], 3)["detectable_diff"]
+    assert f"3 seeds detect a difference of ±{detectable:.4f} with 80% power" in markdown
+
+
+def test_wandb_gets_the_sweep_table_and_figure_offline(tmp_path, offline_wandb):
+    assert compare.main([str(write_lr_sweep(tmp_path / "runs")), f"--out={tmp_path / 'r'}", "--wandb"]) == 0
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    (table,) = run.glob("files/media/table/sweep_*.table.json")
+    rows = json.loads(table.read_text())
+    assert len(rows["data"]) == len(LR_FINALS) * 2 and "diff_vs_baseline" in rows["columns"]
+    assert list(run.glob("files/media/images/sweep_figure_*.png"))
