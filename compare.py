@@ -118,7 +118,9 @@ class CompareOptions:
     """compare.py's own options; the comments after the fields are its -h text."""
 
     seeds: str = "3"  # a count N (seeds 0..N-1) or a comma list of seeds such as 1,5,7
-    runs_dir: str = "out/compare"  # launched runs go to <runs_dir>/<config name>-s<seed>
+    runs_dir: str = (
+        "out/compare"  # launched runs go to <runs_dir>/<config name>-s<seed> (a sweep's: <runs_dir>/<point>/...); one sweep per folder
+    )
     out: str = ""  # report folder; '' = <runs_dir>/report
     baseline: str = "gelu"  # the arm the others are compared with
     group: str = ""  # wandb group of the launched runs; '' = compare-<config names>
@@ -180,8 +182,8 @@ def plan_runs(config_files, seeds, runs_dir):
 def plan_sweep(config_files, seeds, runs_dir, sweep: Sweep):
     """Every (config, seed, point) of a sweep, in <runs_dir>/<point label>/<config stem>-s<seed>.
 
-    Seed-major, then point: after any prefix of the launch, every point already has its pairs
-    of the first seeds, so an interrupted sweep still draws a whole (if wider) picture.
+    Seed-major, then point: after each whole seed every point has that seed's pairs, so a sweep
+    stopped early still draws the whole picture, only with wider intervals.
     """
     return [
         PlannedRun(
@@ -312,28 +314,42 @@ def run_command(argv):
     reserved = sorted(override_keys(overrides) & RESERVED_OVERRIDES)
     if reserved:
         raise ConfigError(f"--{reserved[0]} is set by compare.py for each run (use --seeds, --runs_dir, --group instead)")
-    if any(p.suffix == ".py" for p in paths):
-        status, run_dirs = launch(options, paths, overrides)
-        if status != 0:
-            return status
-    else:
-        if overrides:
-            raise ConfigError(
-                f"{overrides[0]} is not a compare.py option, and train.py keys only apply when launching runs from config files"
-            )
-        if options.sweep_plan:
-            raise ConfigError("--sweep launches runs: give config files with it (a sweep's folder is reported without it)")
-        run_dirs = find_sweep_points(paths) or find_run_dirs(paths)
-    if isinstance(run_dirs, dict):  # a sweep: {point label: its run folders}
-        runs_by_point = {label: [load_run(d) for d in dirs] for label, dirs in run_dirs.items()}
-        report_sweep(runs_by_point, out_dir, options.baseline, options.allow_mismatch, options.wandb)
+    if not any(p.suffix == ".py" for p in paths):
+        return report_folders(options, paths, overrides, out_dir)
+    status, run_dirs = launch(options, paths, overrides)
+    if status != 0:
+        return status
+    if options.sweep_plan:
+        report_sweep(load_points(run_dirs), out_dir, options.baseline, options.allow_mismatch, options.wandb)
     else:
         report([load_run(d) for d in run_dirs], out_dir, options.baseline, options.allow_mismatch, options.wandb)
     return 0
 
 
-def launch(options, config_files, overrides):
-    """Check, then train every run of the launch: (exit status, run folders, or {point label: run folders} for a sweep)."""
+def report_folders(options, paths, overrides, out_dir):
+    """Report mode: the runs in `paths`, or the sweep in the one folder given; returns the exit status."""
+    if overrides:
+        raise ConfigError(f"{overrides[0]} is not a compare.py option, and train.py keys only apply when launching runs from config files")
+    if options.sweep_plan:
+        raise ConfigError("--sweep launches runs: give config files with it (a sweep's folder is reported without it)")
+    points = find_sweep_points(paths)
+    if points:
+        report_sweep(load_points(points), out_dir, options.baseline, options.allow_mismatch, options.wandb)
+    else:
+        report([load_run(d) for d in find_run_dirs(paths)], out_dir, options.baseline, options.allow_mismatch, options.wandb)
+    return 0
+
+
+def load_points(run_dirs_by_point):
+    """{point label: its runs} from {point label: its run folders}."""
+    return {label: [load_run(d) for d in dirs] for label, dirs in run_dirs_by_point.items()}
+
+
+def launch(options, paths, overrides):
+    """Check, then train every run of the launch: (exit status, run folders, or {point label: run folders} for a sweep).
+
+    `paths` are the command line's: config files, or a mistake that this names.
+    """
     sweep = options.sweep_plan
     swept = sorted(override_keys(overrides) & set(sweep.keys if sweep else ()))
     if swept:
@@ -341,8 +357,9 @@ def launch(options, config_files, overrides):
     points = [sweep.overrides(values) for values in sweep.points] if sweep else [()]
     # Before the mixed-paths check: `--max_iters 2000` leaves 2000 among the paths, and
     # the script's own message for that ("expected --max_iters=value") says what went wrong.
-    check_run_configs(options.script, [p for p in config_files if p.suffix == ".py"], overrides, options.seed_list, points)
-    other = next((p for p in config_files if p.suffix != ".py"), None)
+    config_files = [p for p in paths if p.suffix == ".py"]
+    check_run_configs(options.script, config_files, overrides, options.seed_list, points)
+    other = next((p for p in paths if p.suffix != ".py"), None)
     if other is not None:
         raise ConfigError(f"{other} is not a config file: give either config files (to launch) or run folders (to report), not both")
     stems = [p.stem for p in config_files]

@@ -428,7 +428,7 @@ def power_estimate(diff_mean, diff_std, n_pairs, power=0.8, alpha=0.05):
     return result
 
 
-def seeds_for_power(analysis, effect_size, power, alpha, most=10**6):
+def seeds_for_power(analysis, effect_size, power, alpha, most=1001):
     """The fewest paired seeds (2 or more) whose t-test has `power` at this effect size; None if over `most`.
 
     A search over whole counts (power grows with the count) rather than statsmodels' root
@@ -560,18 +560,23 @@ def format_paired(paired):
     return [f"{paired['diff_mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]", f"{paired['p_value']:.3g}"]
 
 
+def format_seeds_needed(paired):
+    """The seeds a paired test's measured difference needs for its power: '12', 'over 1000', or '—' (no difference)."""
+    power = paired.get("power") or {}
+    needed = power.get("seeds_needed")
+    if needed is None:
+        return "—" if not paired.get("diff_mean") or power.get("detectable_diff") is None else "over 1000"
+    return str(needed) if needed <= 1000 else "over 1000"
+
+
 def describe_power(paired):
     """One sentence on what this many seeds can separate, from a paired test's power estimate."""
     power = paired["power"]
-    needed = power["seeds_needed"]
+    needed = format_seeds_needed(paired)
     return (
         f"power: at the measured spread (std of the differences {paired['diff_std']:.4f}), {paired['n_pairs']} seeds detect a "
         f"difference of ±{power['detectable_diff']:.4f} with {power['power']:.0%} power (two-sided, α = {power['alpha']}); "
-        + (
-            "the measured difference is zero"
-            if needed is None
-            else f"the measured {paired['diff_mean']:+.4f} needs {needed if needed <= 1000 else 'over 1000'} seeds"
-        )
+        + ("the measured difference is zero" if needed == "—" else f"the measured {paired['diff_mean']:+.4f} needs {needed} seeds")
     )
 
 

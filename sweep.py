@@ -32,7 +32,9 @@ from report import (
     assign_arm_labels,
     check_comparable,
     common_task,
+    format_mean_std,
     format_paired,
+    format_seeds_needed,
     human_count,
     make_report_dir,
     paired_t_test,
@@ -73,8 +75,13 @@ def parse_sweep(text, reserved=()):
     points = []
     for point in values_text.split(","):
         values = tuple(value.strip() for value in point.split("/"))
-        if len(values) != len(keys) or not all(values):
-            raise ValueError(f"--sweep={text}: {point!r} gives {len(values)} value(s) for {len(keys)} key(s) ({'/'.join(keys)}); {example}")
+        if not all(values):
+            raise ValueError(f"--sweep={text}: an empty value (two commas or slashes in a row, or one at the end); {example}")
+        if len(values) != len(keys):
+            raise ValueError(
+                f"--sweep={text}: {point!r} gives {len(values)} value(s) for {len(keys)} key(s) ({'/'.join(keys)}); "
+                "values are split at ',' and '/', so a swept value cannot contain them"
+            )
         points.append(values)
     if len(points) < 2:
         raise ValueError(f"--sweep={text}: a sweep needs at least two points (one point is a plain comparison)")
@@ -96,12 +103,13 @@ def find_sweep_points(paths):
     if len(paths) != 1:
         return None
     root = Path(paths[0])
-    if (root / METRICS_NAME).is_file() or any(root.glob(f"*/{METRICS_NAME}")):
-        return None
     points = {}
     for metrics in sorted(root.glob(f"*/*/{METRICS_NAME}")):
         if parse_point_label(metrics.parent.parent.name) is not None:
             points.setdefault(metrics.parent.parent.name, []).append(metrics.parent)
+    plain = (root / METRICS_NAME).is_file() or any(root.glob(f"*/{METRICS_NAME}"))
+    if plain and points:
+        raise ReportError(f"{root} holds both runs and a sweep's point folders: give the runs, or move the sweep to its own --runs_dir")
     return points or None
 
 
@@ -119,18 +127,18 @@ class Point:
     finals: dict  # arm -> {seed: final value of the compared metric}
 
 
-def read_point(label, runs, baseline, allow_mismatch):
-    """A Point from one point's runs (None if none is complete), and the incomplete ones' descriptions."""
+def read_point(label, runs, arms, allow_mismatch, baseline):
+    """A Point from one point's runs, or None while some arm of the sweep (`arms`) has no complete run
+    there yet; and the descriptions of the runs left out."""
     task = common_task(runs)
     mismatch = check_comparable(runs, task)
     if mismatch and not allow_mismatch:
         raise ReportError(f"at {label}: {mismatch}")
-    assign_arm_labels(runs)
     complete = sorted((run for run in runs if run.complete), key=lambda run: str(run.dir))  # the same report however found
     incomplete = [f"{run.dir} (iter {run.last_iter} of {run.config['max_iters']})" for run in runs if not run.complete]
-    waiting = sorted({run.arm for run in runs} - {run.arm for run in complete} | ({baseline} - {run.arm for run in runs}))
+    waiting = sorted(set(arms) - {run.arm for run in complete})
     if waiting:  # a sweep still running: this point cannot be compared yet
-        return None, incomplete + [f"{run.dir} (complete, but {label} has no complete {waiting[0]} run yet)" for run in complete]
+        return None, incomplete + [f"{run.dir} (complete, waiting for a complete {waiting[0]} run at {label})" for run in complete]
     keys = parse_point_label(label) or {}
     values = {key: complete[0].config.get(key, text) for key, text in keys.items()}
     key = task.comparisons[0].key
@@ -166,6 +174,11 @@ def sweep_axis(points, baseline):
         log = min(values) > 0 and max(values) >= 4 * min(values)
         return Axis(key, [float(v) for v in values], log=log)
     return Axis(key or "point", list(range(len(points))), log=False, ticks=[point.label for point in points])
+
+
+def model_and_budget(point, arm, unit):
+    """(non-embedding parameters, `unit`s per step, steps) of the arm at a point: what a tuning sweep keeps fixed."""
+    return arm_summary(point, arm)["params_non_embedding"], point.summary[f"{unit}_per_iter"], point.summary["max_iters"]
 
 
 def arm_summary(point, arm):
@@ -277,10 +290,8 @@ def plot_sweep(points, axis, result, task, path, title):
 
 def format_power(paired):
     """The two power cells: detectable difference at these seeds, seeds the measured difference needs."""
-    power = (paired or {}).get("power") or {}
-    detectable = power.get("detectable_diff")
-    needed = power.get("seeds_needed")
-    return ["—" if detectable is None else f"±{detectable:.4f}", "—" if needed is None else (f"{needed}" if needed <= 1000 else ">1000")]
+    detectable = ((paired or {}).get("power") or {}).get("detectable_diff")
+    return ["—" if detectable is None else f"±{detectable:.4f}", format_seeds_needed(paired or {})]
 
 
 def sweep_markdown(result, task):
@@ -296,10 +307,7 @@ def sweep_markdown(result, task):
         arms = {entry["arm"]: entry for entry in point["arms"]}
         row = [point["label"], human_count(arms[base]["params_non_embedding"])]
         for arm in result["arms"]:
-            stat = arms[arm][metric.key]
-            row.append(
-                f"{stat['mean']:.4f}" + (f" ± {stat['std']:.4f}" if stat["std"] is not None else "") + f" (n={arms[arm]['n_seeds']})"
-            )
+            row.append(f"{format_mean_std(arms[arm][metric.key])} (n={arms[arm]['n_seeds']})")
         for arm in others:
             paired = arms[arm][metric.summary_key]
             row += format_paired(paired) + format_power(paired)
@@ -319,7 +327,7 @@ def sweep_markdown(result, task):
         chosen = "lower" if not task.higher_is_better else "higher"
         lines.append(
             f"- How the best point is chosen: the {chosen} mean {metric.key.replace('_', ' ')} over seeds "
-            f"{', '.join(map(str, best['seeds']))}, for each arm on its own."
+            f"{', '.join(map(str, best['seeds']))} (those both arms ran at every point), for each arm on its own."
         )
         diff, p = format_paired(best["in_sample"])
         lines.append(
@@ -328,13 +336,16 @@ def sweep_markdown(result, task):
         )
         (diff, p), (detectable, needed) = format_paired(best["cross_fitted"]), format_power(best["cross_fitted"])
         lines.append(
-            f"- Cross-fitted (the honest CI): for each seed, each arm's best point is chosen on the other seeds and that seed's "
-            f"difference is taken there: Δ {diff}, p {p}; detectable Δ {detectable}, seeds for measured Δ {needed}."
+            f"- Cross-fitted (the choice never sees the seed it is scored on): for each seed, each arm's best point is chosen "
+            f"on the other seeds and that seed's difference is taken there: Δ {diff}, p {p}; detectable Δ {detectable}, "
+            f"seeds for measured Δ {needed}. The t-interval treats the per-seed differences as independent, which their "
+            "shared choices make approximate."
         )
         choices = "; ".join(f"seed {c['seed']}: {arm} {c[arm]}, {base} {c[base]}" for c in best["cross_fitted_choices"])
         lines.append(f"- Choices made without each seed: {choices}.")
-    for run in result["incomplete_runs"]:
-        lines.append(f"- incomplete, left out: {run}")
+    if result["incomplete_runs"]:
+        lines += ["", "**Left out**"]
+        lines += [f"- {run}" for run in result["incomplete_runs"]]
     return "\n".join(lines) + "\n"
 
 
@@ -344,18 +355,26 @@ def read_sweep(runs_by_point, baseline, allow_mismatch):
     if not all_runs:
         raise ReportError("the sweep has no runs")
     task = common_task(all_runs)
+    key_sets = {tuple(parse_point_label(label) or ()) for label in runs_by_point}
+    if len(key_sets) > 1:
+        raise ReportError(
+            f"the folder mixes sweeps of different keys ({'; '.join('/'.join(keys) for keys in sorted(key_sets))}): report each on its own"
+        )
+    for runs in runs_by_point.values():
+        assign_arm_labels(runs)
+    arms = sorted({run.arm for run in all_runs})
+    if baseline not in arms:
+        raise ReportError(
+            f"baseline arm {baseline!r} has no runs in the sweep; arms present: {', '.join(arms)} (choose one with --baseline)"
+        )
     points, incomplete = [], []
     for label, runs in runs_by_point.items():
-        point, left_out = read_point(label, runs, baseline, allow_mismatch)
+        point, left_out = read_point(label, runs, arms, allow_mismatch, baseline)
         incomplete += left_out
         if point is not None:
             points.append(point)
     if not points:
-        raise ReportError("no point of the sweep has complete runs of every arm; incomplete: " + "; ".join(incomplete))
-    arms = sorted(entry["arm"] for entry in points[0].summary["arms"])
-    for point in points[1:]:
-        if sorted(entry["arm"] for entry in point.summary["arms"]) != arms:
-            raise ReportError(f"the arms differ between points: {points[0].label} has {', '.join(arms)}, {point.label} does not")
+        raise ReportError("no point of the sweep has complete runs of every arm yet; left out: " + "; ".join(incomplete))
     axis = sweep_axis(points, baseline)
     order = sorted(range(len(points)), key=lambda i: axis.x[i])
     points = [points[i] for i in order]
@@ -383,14 +402,16 @@ def report_sweep(runs_by_point, out_dir, baseline, allow_mismatch=False, use_wan
         ],
         "incomplete_runs": incomplete,
     }
-    if len(points) > 1 and len({arm_summary(p, baseline)["params_non_embedding"] for p in points}) == 1:  # the same model throughout
+    if (
+        len(points) > 1 and len({model_and_budget(p, baseline, task.unit) for p in points}) == 1
+    ):  # a tuning sweep: "its own best" is a question
         result["own_best"] = {arm: own_best(points, arm, baseline, task.higher_is_better) for arm in arms if arm != baseline}
 
     out_dir = make_report_dir(out_dir)
-    title = (
-        f"data: {task.describe_data(first['data'])} · {human_count(first[f'{task.unit}_per_iter'])} {task.unit}/step × "
-        f"{first['max_iters']} steps · sweep of {'/'.join(result['keys'])}"
-    )
+    budgets = {model_and_budget(p, baseline, task.unit)[1:] for p in points}
+    per_step, steps = next(iter(budgets))
+    budget = f"{human_count(per_step)} {task.unit}/step × {steps} steps" if len(budgets) == 1 else "the budget varies"
+    title = f"data: {task.describe_data(first['data'])} · {budget} · sweep of {'/'.join(result['keys'])}"
     figure = out_dir / "sweep.png"
     plot_sweep(points, axis, result, task, figure, title)
     write_tables(out_dir, "sweep", title, sweep_markdown(result, task), result, figure)

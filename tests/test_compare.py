@@ -38,7 +38,8 @@ def run_report(args, tmp_path):
 def test_help_exits_cleanly(capsys):
     assert compare.main(["-h"]) == 0
     printed = capsys.readouterr().out
-    for option in ("--seeds=", "--runs_dir=", "--out=", "--baseline=", "--group=", "--allow_mismatch=", "--wandb=", "--script=", "--sweep="):
+    options = ("--seeds=", "--runs_dir=", "--out=", "--baseline=", "--group=", "--allow_mismatch=", "--wandb=", "--script=", "--sweep=")
+    for option in options:
         assert option in printed
     assert 'init_from = "runs/char/shakespeare_char_swiglu-s{seed}"' in printed
 

@@ -36,6 +36,8 @@ def test_one_key_and_keys_varied_together_parse():
         ("n_layer/n_embd=2/48,4", "'4' gives 1 value(s) for 2 key(s) (n_layer/n_embd)"),
         ("learning_rate=1e-3", "a sweep needs at least two points"),
         ("learning_rate=1e-3,1e-3", "a point is given twice"),
+        ("learning_rate=1e-3,,2e-3", "an empty value"),
+        ("data_dir=data/a,data/b", "a swept value cannot contain them"),
         ("n_embd/n_embd=1/2,3/4", "a key is named twice"),
         ("seed=1,2", "seed is set by compare.py for each run and cannot be swept"),
     ],
@@ -188,7 +190,10 @@ def test_each_arm_at_its_own_best_learning_rate_is_cross_fitted_by_seed(tmp_path
     assert best["in_sample"]["diff_mean"] == pytest.approx(np.mean(in_sample))
     assert best["in_sample"]["diff_mean"] < best["cross_fitted"]["diff_mean"]
     markdown = (tmp_path / "r" / "sweep.md").read_text()
-    assert "Cross-fitted (the honest CI)" in markdown and "In-sample (chosen and scored on the same seeds" in markdown
+    assert (
+        "Cross-fitted (the choice never sees the seed it is scored on)" in markdown
+        and "In-sample (chosen and scored on the same seeds" in markdown
+    )
 
 
 def test_a_sweep_still_running_reports_its_finished_points(tmp_path):
@@ -199,7 +204,36 @@ def test_a_sweep_still_running_reports_its_finished_points(tmp_path):
     result = json.loads((tmp_path / "r" / "sweep.json").read_text())
     assert [p["label"] for p in result["points"]] == [f"learning_rate={lr}" for lr in LR_FINALS]
     assert len(result["incomplete_runs"]) == 2
-    assert "learning_rate=3e-2 has no complete gelu run yet" in (tmp_path / "r" / "sweep.md").read_text()
+    assert "waiting for a complete gelu run at learning_rate=3e-2" in (tmp_path / "r" / "sweep.md").read_text()
+
+
+def test_a_point_where_an_arm_has_not_started_waits(tmp_path):
+    root = write_lr_sweep(tmp_path / "runs")
+    write_run(root / "learning_rate=3e-2" / "gelu-s0", "gelu", 0, 2.6, config_extra={"learning_rate": 3e-2})  # swiglu not begun
+    assert compare.main([str(root), f"--out={tmp_path / 'r'}"]) == 0
+    result = json.loads((tmp_path / "r" / "sweep.json").read_text())
+    assert len(result["points"]) == len(LR_FINALS)
+    assert result["incomplete_runs"] == [
+        f"{root / 'learning_rate=3e-2' / 'gelu-s0'} (complete, waiting for a complete swiglu run at learning_rate=3e-2)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        (lambda root: write_run(root / "dropout=0.1" / "gelu-s0", "gelu", 0, 2.0), "the folder mixes sweeps of different keys"),
+        (lambda root: write_run(root / "gelu-s0", "gelu", 0, 2.0), "holds both runs and a sweep's point folders"),
+        (lambda root: None, "baseline arm 'relu' has no runs in the sweep; arms present: gelu, swiglu"),
+    ],
+)
+def test_a_folder_that_is_not_one_sweep_is_refused_in_one_line(tmp_path, capsys, setup, words):
+    root = write_lr_sweep(tmp_path / "runs")
+    setup(root)
+    baseline = ["--baseline=relu"] if "relu" in words else []
+    assert compare.main([str(root), f"--out={tmp_path / 'r'}", *baseline]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_key_that_is_not_a_number_is_drawn_as_categories(tmp_path):
@@ -238,7 +272,10 @@ def test_the_seeds_needed_are_the_fewest_that_detect_the_difference(diff):
 
 def test_no_power_estimate_without_a_spread():
     assert report.power_estimate(0.1, None, 1)["detectable_diff"] is None
-    assert report.power_estimate(0.0, 0.1, 3)["seeds_needed"] is None  # no difference needs infinitely many
+    zero = {"diff_mean": 0.0, "diff_std": 0.1, "n_pairs": 3, "power": report.power_estimate(0.0, 0.1, 3)}
+    tiny = {"diff_mean": 1e-5, "diff_std": 1.0, "n_pairs": 3, "power": report.power_estimate(1e-5, 1.0, 3)}
+    assert report.format_seeds_needed(zero) == "—" and "the measured difference is zero" in report.describe_power(zero)
+    assert report.format_seeds_needed(tiny) == "over 1000" and "needs over 1000 seeds" in report.describe_power(tiny)
 
 
 def test_the_comparison_report_says_what_its_seeds_can_detect(tmp_path):
