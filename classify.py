@@ -31,20 +31,19 @@ try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as qui
 
     from checkpoint import (
         MODEL_KEYS,
-        CheckpointError,
         gpt_from_args,
         load_checkpoint,
         model_from_checkpoint,
         remove_stale_temp,
         save_checkpoint,
     )
-    from configurator import ConfigError, HelpRequested, load_config
+    from configurator import ConfigError
     from data.labelled import load_labelled
     from data.tokenizer import CHAR_SEPARATOR, CharTokenizer, DataError, get_tokenizer, tokenizer_from_meta
     from hardware import autocast, check_device, check_dtype, enable_tf32, resolve_device, resolve_dtype
     from metrics import MetricsLog, start_metrics, start_wandb
     from model import GPT, POOLINGS, SPEED_FIELDS, GPTClassifier, GPTConfig
-    from train import TrainingError, get_lr, make_optimizer, rng_state, stop_on_signals
+    from train import TrainingError, get_lr, make_optimizer, rng_state, run_script, stop_on_signals
 except KeyboardInterrupt:
     if __name__ != "__main__":
         raise
@@ -487,23 +486,7 @@ def start_out_dir(cfg, device):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        cfg = load_config(ClassifyConfig, argv, prog="classify.py", description=__doc__.strip().splitlines()[0])
-        summary = classify(cfg)
-    except HelpRequested as e:
-        print(e)
-        return 0
-    except (ConfigError, DataError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (TrainingError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("classify.py: interrupted while starting; nothing in out_dir was changed", file=sys.stderr)
-        return 130
-    return 128 + summary["signal"] if summary["interrupted"] else 0
+    return run_script(ClassifyConfig, classify, "classify.py", __doc__.strip().splitlines()[0], argv, "nothing in out_dir was changed")
 
 
 if __name__ == "__main__":

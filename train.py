@@ -746,11 +746,15 @@ def finish_run(run, stopped_by):
     return summary
 
 
-def main(argv=None):
+def run_script(config_class, run, prog, description, argv, untouched):
+    """The main() of a training script (train.py, classify.py): load its config, run it, return the exit status.
+
+    `run(cfg)` returns a summary with "interrupted" and "signal"; `untouched` says, for a Ctrl-C
+    before the loop handles signals itself, what in out_dir was left as it was.
+    """
     argv = sys.argv[1:] if argv is None else argv
     try:
-        cfg = load_config(TrainConfig, argv, prog="train.py", description=__doc__.strip().splitlines()[0])
-        summary = train(cfg)
+        summary = run(load_config(config_class, argv, prog=prog, description=description))
     except HelpRequested as e:
         print(e)
         return 0
@@ -761,9 +765,13 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # before the training loop handles signals itself
-        print("train.py: interrupted while starting; the checkpoint in out_dir is untouched", file=sys.stderr)
+        print(f"{prog}: interrupted while starting; {untouched}", file=sys.stderr)
         return 130
     return 128 + summary["signal"] if summary["interrupted"] else 0  # shell convention: 130 SIGINT, 143 SIGTERM
+
+
+def main(argv=None):
+    return run_script(TrainConfig, train, "train.py", __doc__.strip().splitlines()[0], argv, "the checkpoint in out_dir is untouched")
 
 
 if __name__ == "__main__":
