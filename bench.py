@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from configurator import ConfigError, HelpRequested, help_text, load_config, load_options, parse_value
-from hardware import device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
+from core.configurator import ConfigError, HelpRequested, help_text, load_config, load_options, parse_value
+from core.hardware import device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
 from model import GPT, GPTConfig
 from train import StepContext, TrainConfig, check_cuda_graphs, make_optimizer, model_fields, speed_fields, train_step
 

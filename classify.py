@@ -29,7 +29,7 @@ try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as qui
     import torch.nn.functional as F
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    from checkpoint import (
+    from core.checkpoint import (
         MODEL_KEYS,
         gpt_from_args,
         load_checkpoint,
@@ -37,11 +37,11 @@ try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as qui
         remove_stale_temp,
         save_checkpoint,
     )
-    from configurator import ConfigError
+    from core.configurator import ConfigError
+    from core.hardware import autocast, check_device, check_dtype, enable_tf32, resolve_device, resolve_dtype
+    from core.metrics import MetricsLog, start_metrics, start_wandb
     from data.labelled import load_labelled
     from data.tokenizer import CHAR_SEPARATOR, CharTokenizer, DataError, get_tokenizer, tokenizer_from_meta
-    from hardware import autocast, check_device, check_dtype, enable_tf32, resolve_device, resolve_dtype
-    from metrics import MetricsLog, start_metrics, start_wandb
     from model import GPT, POOLINGS, SPEED_FIELDS, GPTClassifier, GPTConfig
     from train import TrainingError, get_lr, make_optimizer, rng_state, run_script, stop_on_signals
 except KeyboardInterrupt:

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 try:  # a Ctrl-C while numpy imports (through report.py) ends the script as quietly as one in main()
-    from configurator import ConfigError, HelpRequested, load_config, load_options
-    from metrics import METRICS_NAME
+    from core.configurator import ConfigError, HelpRequested, load_config, load_options
+    from core.metrics import METRICS_NAME
     from report import ReportError, find_run_dirs, load_run, report
     from sweep import Sweep, find_sweep_points, parse_sweep, report_sweep
 except KeyboardInterrupt:
@@ -201,7 +201,7 @@ def plan_sweep(config_files, seeds, runs_dir, sweep: Sweep):
 
 def run_state(out_dir):
     """'complete' (end line at max_iters), 'interrupted' (a checkpoint to resume) or 'fresh'."""
-    from checkpoint import CHECKPOINT_NAME  # checkpoint imports torch, which a report never needs
+    from core.checkpoint import CHECKPOINT_NAME  # checkpoint imports torch, which a report never needs
 
     if (out_dir / METRICS_NAME).is_file():
         run = load_run(out_dir)

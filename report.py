@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from metrics import METRICS_NAME, finished_part, read_metrics, resolve_wandb_mode
+from core.metrics import METRICS_NAME, finished_part, read_metrics, resolve_wandb_mode
 
 
 class ReportError(Exception):

@@ -15,10 +15,10 @@ from pathlib import Path
 try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as quietly as one in main()
     import torch
 
-    from checkpoint import MODEL_KEYS, CheckpointError, load_checkpoint, model_from_checkpoint
-    from configurator import ConfigError, HelpRequested, load_config
+    from core.checkpoint import MODEL_KEYS, CheckpointError, load_checkpoint, model_from_checkpoint
+    from core.configurator import ConfigError, HelpRequested, load_config
+    from core.hardware import autocast, check_device, check_dtype, resolve_device, resolve_dtype
     from data.tokenizer import DataError, tokenizer_from_meta
-    from hardware import autocast, check_device, check_dtype, resolve_device, resolve_dtype
 except KeyboardInterrupt:
     if __name__ != "__main__":
         raise

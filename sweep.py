@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics import METRICS_NAME
+from core.metrics import METRICS_NAME
 from report import (
     ReportError,
     assign_arm_labels,

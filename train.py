@@ -28,12 +28,12 @@ try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as qui
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from tqdm import tqdm
 
-    from checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, model_from_checkpoint, remove_stale_temp, save_checkpoint
-    from configurator import ConfigError, HelpRequested, load_config
+    from core.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, model_from_checkpoint, remove_stale_temp, save_checkpoint
+    from core.configurator import ConfigError, HelpRequested, load_config
+    from core.hardware import autocast, check_device, check_dtype, device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
+    from core.metrics import MetricsLog, start_metrics, start_wandb
     from data.dataset import TokenDataset, batch_from_offsets, open_dataset
     from data.tokenizer import DataError
-    from hardware import autocast, check_device, check_dtype, device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
-    from metrics import MetricsLog, start_metrics, start_wandb
     from model import GPT, SPEED_FIELDS, GPTConfig
 except KeyboardInterrupt:
     if __name__ != "__main__":

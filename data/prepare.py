@@ -60,8 +60,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from atomic import atomic_write, remove_file, temp_path
-from configurator import ConfigError, HelpRequested, load_options, note
+from core.atomic import atomic_write, remove_file, temp_path
+from core.configurator import ConfigError, HelpRequested, load_options, note
 from data.tokenizer import CharTokenizer, DataError, TiktokenTokenizer, Tokenizer, get_tokenizer
 
 DATA_DIR = Path(__file__).resolve().parent

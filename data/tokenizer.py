@@ -12,6 +12,8 @@ import os
 import numpy as np
 import tiktoken
 
+from core.entry import UserError
+
 # The character-level tokenizer separates documents with NUL. Text files never
 # contain it (data/prepare.py treats files with NUL bytes as binary), so the
 # separator cannot collide with a character of the corpus.
@@ -23,7 +25,7 @@ UNKNOWN = np.iinfo(np.uint32).max  # what CharTokenizer looks up for a character
 GPT2_EQUIVALENT = {"gpt2": "r50k_base"}
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A problem with the user's data or options, explained in one line."""
 
 

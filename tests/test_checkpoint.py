@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from atomic import temp_path
-from checkpoint import (
+from core.atomic import temp_path
+from core.checkpoint import (
     CHECKPOINT_NAME,
     MODEL_KEYS,
     RESUME_KEYS,

@@ -11,7 +11,7 @@ from conftest import tiny_config
 
 import classify as classify_module
 from classify import ClassifyConfig, classify, train_indices
-from metrics import read_metrics
+from core.metrics import read_metrics
 from model import GPT, GPTClassifier, GPTConfig
 from train import train
 

@@ -16,7 +16,7 @@ from test_report import FINAL_CLASSIFY, MAX_ITERS, arm, write_arms, write_classi
 
 import compare
 import report
-from configurator import load_config
+from core.configurator import load_config
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from classify import ClassifyConfig
-from configurator import ConfigError, HelpRequested, load_config, load_options
+from core.configurator import ConfigError, HelpRequested, load_config, load_options
 from model import GPTConfig
 from train import TrainConfig
 

@@ -13,10 +13,10 @@ import torch
 from conftest import ctrl_c_while_importing, make_corpus, tiny_argv, tiny_config
 
 import train as train_module
-from checkpoint import load_checkpoint
-from configurator import load_config
+from core.checkpoint import load_checkpoint
+from core.configurator import load_config
+from core.metrics import finished_part, read_metrics
 from data.prepare import prepare
-from metrics import finished_part, read_metrics
 from train import TrainConfig, eval_offsets, get_batch, train
 
 ROOT = Path(__file__).resolve().parent.parent

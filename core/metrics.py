@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from atomic import atomic_write
+from core.atomic import atomic_write
 
 METRICS_NAME = "metrics.jsonl"
 

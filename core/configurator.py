@@ -27,13 +27,11 @@ import tokenize
 import types
 import typing
 
+from core.entry import HelpRequested, UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A user's configuration mistake; its message is one line meant for the user."""
-
-
-class HelpRequested(Exception):
-    """Raised by load_config for -h/--help; its message is the help text."""
 
 
 def field_comments(cls):

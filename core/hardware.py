@@ -5,7 +5,7 @@ import re
 
 import torch
 
-from configurator import ConfigError
+from core.configurator import ConfigError
 
 # Dense bf16 tensor-core peak in FLOP/s (no sparsity), matched against torch.cuda.get_device_name().
 # Order matters: the first substring that matches wins (e.g. "H100 PCIe" before "H100").

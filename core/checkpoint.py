@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from atomic import atomic_write, remove_file, temp_path
+from core.atomic import atomic_write, remove_file, temp_path
+from core.entry import UserError
 from model import GPT, SPEED_FIELDS, GPTConfig
 
 CHECKPOINT_NAME = "ckpt.pt"
@@ -22,7 +23,7 @@ RESUME_KEYS = (*MODEL_KEYS, "optimizer", "config", "iter", "best_val_loss", "val
 FOREIGN = "use a checkpoint written by this project's train.py"  # what to do about a file we refuse
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, unreadable, unsafe or unwritable; the message is one line for the user."""
 
 

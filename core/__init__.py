@@ -1,0 +1,1 @@
+"""The modules every script shares: configuration, the run lifecycle, checkpoints, metrics, reports."""
