@@ -8,7 +8,7 @@ Time full training steps (forward, backward, clip, AdamW) of any config, on rand
 Prints the median ms/step after warm-up, tokens/s, model TFLOP/s (the same FLOPs per token that
 train.py logs), MFU against the device's peak (--peak TFLOPS overrides the table in
 hardware.py) and peak memory. Its own options (below) and train.py's keys and config files mix
-freely on the command line. The step is train.train_step, the one train.py runs. Each row runs
+freely on the command line. The step is core/step.py's train_step, the one train.py runs. Each row runs
 in a process of its own, so its peak memory and compiled code are its own.
 """
 
@@ -24,10 +24,13 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from core.configurator import ConfigError, HelpRequested, help_text, load_config, load_options, parse_value
+from core.configs import TrainConfig
+from core.configurator import ConfigError, help_text, load_config, load_options, parse_value
+from core.entry import run_main
 from core.hardware import device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
+from core.lifecycle import make_optimizer
+from core.step import StepContext, check_cuda_graphs, train_step
 from model import GPT, GPTConfig
-from train import StepContext, TrainConfig, check_cuda_graphs, make_optimizer, model_fields, speed_fields, train_step
 
 
 @dataclass
@@ -75,7 +78,7 @@ def bench_config(cfg, steps, warmup, peak_tflops=None, profile_rows=False):
     micro_steps = cfg.gradient_accumulation_steps
     enable_tf32(device)
     torch.manual_seed(cfg.seed)
-    raw_model = GPT(GPTConfig(**model_fields(cfg), **speed_fields(cfg, dtype), vocab_size=cfg.vocab_size or 50304)).to(device)
+    raw_model = GPT(GPTConfig(**cfg.model_fields(), **cfg.speed_fields(dtype), vocab_size=cfg.vocab_size or 50304)).to(device)
     optimizer = make_optimizer(raw_model, cfg, device)
     model = torch.compile(raw_model, mode=cfg.compile_mode) if cfg.compile else raw_model
     ctx = StepContext(cfg, device, dtype)
@@ -147,24 +150,27 @@ def table_row(value, r):
     return f"{str(value):>18} {speed} {r['peak_memory_gb']:11.2f} {r['params'] / 1e6:7.1f}M"
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+def parse_arguments(argv):
+    """(options, the TrainConfig of each row, the key the rows differ in, its values), checked before any row runs."""
+    train_help = "\n\n" + help_text(TrainConfig, "train.py").split("\n", 2)[2]
+    usage = "bench.py [CONFIG_FILE.py ...] [--key=value ...]"
+    args, rest = load_options(BenchOptions, argv, "bench.py", usage, __doc__.strip(), passthrough=True, more_help=train_help)
+    cfg = load_config(TrainConfig, rest, prog="bench.py")
+    key, values = parse_compare(args.compare) if args.compare else ("mlp", [cfg.mlp])
     try:
-        train_help = "\n\n" + help_text(TrainConfig, "train.py").split("\n", 2)[2]
-        usage = "bench.py [CONFIG_FILE.py ...] [--key=value ...]"
-        args, rest = load_options(BenchOptions, argv, "bench.py", usage, __doc__.strip(), passthrough=True, more_help=train_help)
-        cfg = load_config(TrainConfig, rest, prog="bench.py")
-        key, values = parse_compare(args.compare) if args.compare else ("mlp", [cfg.mlp])
         variants = [replace(cfg, **{key: value}) for value in values]
-        for variant in variants:
-            resolve_device(variant.device)  # a device that is not there: one line here, not a child's traceback
-            check_cuda_graphs(variant, variant.gradient_accumulation_steps)
-    except ValueError as e:  # ConfigError, or TrainConfig's own check of a --compare value
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except HelpRequested as e:
-        print(e)
-        return 0
+    except ValueError as e:  # TrainConfig's own check of a --compare value
+        raise ConfigError(str(e)) from None
+    for variant in variants:
+        resolve_device(variant.device)  # a device that is not there: one line here, not a child's traceback
+        check_cuda_graphs(variant, variant.gradient_accumulation_steps)
+    return args, variants, key, values
+
+
+def bench(argv):
+    """Time every row and print the table (and the profiles, and the JSON file when asked)."""
+    args, variants, key, values = parse_arguments(argv)
+    cfg = variants[0]
     print(
         f"{cfg.n_layer} layers x {cfg.n_embd} wide, "
         f"batch {cfg.batch_size} x {cfg.block_size} x {cfg.gradient_accumulation_steps} micro-steps, "
@@ -180,7 +186,10 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
-    return 0
+
+
+def main(argv=None):
+    return run_main("bench.py", lambda: bench(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -15,114 +15,53 @@ Texts are tokenized once, truncated to block_size tokens (the first ones) and ri
 batch; the head reads the last real token's final hidden state (`pooling`), so padding changes
 nothing. A char vocabulary from a pretrained run drops the characters it lacks (their share is
 logged as unknown_char_share).
+
+Here: the texts, the classifier, its loop and its scores. The keys are ClassifyConfig's
+(core/configs.py); the rest of a run's life is core/lifecycle.py's, as for train.py.
 """
 
 import math
-import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
-try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as quietly as one in main()
+from core.entry import interrupt_guard
+
+with interrupt_guard(__name__, "classify.py"):  # torch takes seconds to import
     import numpy as np
     import torch
     import torch.nn.functional as F
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    from core.checkpoint import (
-        MODEL_KEYS,
-        gpt_from_args,
-        load_checkpoint,
-        model_from_checkpoint,
-        remove_stale_temp,
-        save_checkpoint,
-    )
+    from core.checkpoint import MODEL_KEYS, gpt_from_args, load_checkpoint, model_from_checkpoint
+    from core.configs import ClassifyConfig
     from core.configurator import ConfigError
-    from core.hardware import autocast, check_device, check_dtype, enable_tf32, resolve_device, resolve_dtype
-    from core.metrics import MetricsLog, start_metrics, start_wandb
+    from core.hardware import autocast, enable_tf32, resolve_device, resolve_dtype
+    from core.lifecycle import (
+        Run,
+        TrainingError,
+        check_resumable,
+        finish_run,
+        get_lr,
+        make_optimizer,
+        open_metrics,
+        restore_optimizer,
+        run_trainer,
+        save_run,
+        seed_dropout,
+        set_lr,
+        start_out_dir,
+        stop_message,
+        stop_on_signals,
+    )
     from data.labelled import load_labelled
     from data.tokenizer import CHAR_SEPARATOR, CharTokenizer, DataError, get_tokenizer, tokenizer_from_meta
-    from model import GPT, POOLINGS, SPEED_FIELDS, GPTClassifier, GPTConfig
-    from train import TrainingError, get_lr, make_optimizer, rng_state, run_script, stop_on_signals
-except KeyboardInterrupt:
-    if __name__ != "__main__":
-        raise
-    print("classify.py: interrupted", file=sys.stderr)
-    sys.exit(130)
+    from model import GPT, GPTClassifier, GPTConfig
 
 # What a classify checkpoint holds beyond the weights: enough to rebuild model, tokenizer and labels, and to resume.
 CLASSIFY_KEYS = ("model", "model_args", "data_meta", "label_names", "pooling", "optimizer", "config", "iter", "best_macro_f1", "elapsed")
-
-
-@dataclass
-class ClassifyConfig:
-    # labelled data: a train and a test file (CSV, JSONL or Parquet), or a Hugging Face dataset
-    train_file: str = ""  # labelled texts to train on
-    test_file: str = ""  # labelled texts to score at every eval
-    hf_dataset: str = ""  # instead of files: a hub name, or a loader (csv, json, parquet) reading train_file/test_file
-    hf_config: str | None = None  # the dataset's configuration name
-    train_split: str = "train"
-    test_split: str = "test"
-    text_column: str = "text"
-    label_column: str = "label"
-    labels: str = ""  # comma list: keep only these labels, in this class order; '' = every label of the train split
-    # the backbone
-    init_from: str = "scratch"  # scratch, resume (continue out_dir), or a train.py out_dir to fine-tune ('{seed}' = this seed)
-    tokenizer: str = "gpt2"  # from scratch: a tiktoken encoding, or char (the characters of the train texts)
-    n_layer: int = 4  # from scratch: the model shape and MLP (a pretrained backbone keeps its own)
-    n_head: int = 4
-    n_embd: int = 128
-    mlp: str = "swiglu"
-    multiple_of: int = 16
-    bias: bool = False
-    dropout: float = 0.1  # applies to a pretrained backbone too
-    block_size: int = 64  # texts are cut to this many tokens (at most the pretrained backbone's block_size)
-    pooling: str = "last"  # the head reads: last = the last real token's hidden state, mean = the mean over real tokens
-    # training
-    out_dir: str = "out-classify"  # ckpt.pt and metrics.jsonl are written here
-    batch_size: int = 32
-    max_iters: int = 600
-    eval_interval: int = 100  # score the test split every this many iterations
-    log_interval: int = 10
-    always_save_checkpoint: bool = False  # save at every eval, not only when macro-F1 improves
-    learning_rate: float = 1e-3
-    min_lr: float | None = None  # None = learning_rate / 10
-    decay_lr: bool = True
-    warmup_iters: int = 50
-    lr_decay_iters: int | None = None  # None = max_iters
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    fused_adamw: bool = True
-    seed: int = 1337  # the head's and a scratch model's init, and (apart) the order of the training texts
-    device: str = "auto"
-    dtype: str = "auto"
-    wandb_log: bool = False
-    wandb_project: str = "swiglu-gpt-classify"
-    wandb_group: str = ""  # '' = 'classify-<n labels>'
-    wandb_run_name: str = ""  # '' = '<mlp or backbone>-s<seed>'
-    wandb_mode: str = ""  # '' = online when logged in, else offline
-
-    def __post_init__(self):
-        for name in ("batch_size", "max_iters", "eval_interval", "log_interval", "block_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {self.pooling!r}")
-        check_device(self.device)
-        check_dtype(self.dtype)
-        if self.init_from == "scratch":
-            GPTConfig(**self.scratch_model_fields(), vocab_size=1)  # validates the model keys now
-        self.init_from = self.init_from.replace("{seed}", str(self.seed))
-        self.wandb_group = self.wandb_group or f"classify-{self.labels or 'all'}"
-        self.wandb_run_name = (
-            self.wandb_run_name or f"{self.mlp if self.init_from == 'scratch' else os.path.basename(self.init_from)}-s{self.seed}"
-        )
-
-    def scratch_model_fields(self):
-        """The GPTConfig fields this config sets for a model from scratch (vocab_size comes from the tokenizer)."""
-        return {f.name: getattr(self, f.name) for f in fields(GPTConfig) if hasattr(self, f.name) and f.name not in SPEED_FIELDS}
+# Keys that decide which texts a resumed run trains on, in which order: a resume must keep them.
+RUN_DEFINING_KEYS = ("seed", "batch_size")
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -188,7 +127,7 @@ def build_classifier(cfg, label_names, train_texts, checkpoint):
             tokenizer = CharTokenizer(sorted(set("".join(train_texts)) - {CHAR_SEPARATOR}))
         else:
             tokenizer = get_tokenizer(cfg.tokenizer)
-        backbone = GPT(GPTConfig(**cfg.scratch_model_fields(), vocab_size=tokenizer.vocab_size))
+        backbone = GPT(GPTConfig(**cfg.model_fields(), vocab_size=tokenizer.vocab_size))
     else:
         pretrained = load_checkpoint(cfg.init_from, required=MODEL_KEYS)
         tokenizer = tokenizer_from_meta(pretrained["data_meta"])
@@ -246,42 +185,39 @@ def classify(cfg):
         cfg.label_column,
         tuple(filter(None, cfg.labels.split(","))),
     )
-    checkpoint = start_out_dir(cfg, device)
-    if checkpoint is not None and checkpoint["label_names"] != data.label_names:
+    checkpoint = start_out_dir(cfg, device, CLASSIFY_KEYS)
+    if checkpoint is not None:
+        check_same_run(cfg, checkpoint, data)
+    run = start_run(cfg, data, checkpoint, device)
+    return finish(run, train_loop(run))
+
+
+def check_same_run(cfg, checkpoint, data):
+    """Refuse (ConfigError) a resume that would train another run: other texts, another order, other labels."""
+    check_resumable(cfg, checkpoint, RUN_DEFINING_KEYS)
+    if checkpoint["label_names"] != data.label_names:
         raise ConfigError(
             f"init_from=resume: the checkpoint's labels {checkpoint['label_names']} differ from the data's {data.label_names}"
         )
-    run = start_run(cfg, data, checkpoint, device)
-    stopped_by = train_loop(run)
-    return finish_run(run, stopped_by)
 
 
-@dataclass
-class ClassifyRun:
+@dataclass(kw_only=True)
+class ClassifyRun(Run):
     """What the loop works with: built by start_run, its counters updated as it goes."""
 
-    cfg: ClassifyConfig
-    device: str
     model: GPTClassifier
-    optimizer: torch.optim.Optimizer
     ctx: object  # the autocast context of every forward pass
     label_names: list
     tokenizer_meta: dict
     train: EncodedTexts
     test: EncodedTexts
     majority_accuracy: float  # the test accuracy of always guessing the commonest training label
-    log: MetricsLog
-    wandb_run_id: str | None
-    iter: int = 0
     best_macro_f1: float = -1.0
     metrics: dict | None = None  # the last evaluation's
-    elapsed_before: float = 0.0  # wall time of the earlier parts of a resumed run
-    started: float = 0.0
-    window: tuple = (0.0, 0)  # (time, iteration) of the last train record: texts/s leaves evaluation out
 
     def progress(self):
         """The fields every train and eval record starts with."""
-        return {"iter": self.iter, "examples": self.iter * self.cfg.batch_size, "time": self.elapsed_before + time.time() - self.started}
+        return {"iter": self.iter, "examples": self.iter * self.cfg.batch_size, "time": self.elapsed()}
 
 
 def train_loop(run):
@@ -291,13 +227,10 @@ def train_loop(run):
         while run.iter < cfg.max_iters:
             if stop["signal"]:
                 save(run)
-                print(
-                    f"stopped by signal {stop['signal']} at iteration {run.iter}; checkpoint saved, continue with --init_from=resume",
-                    file=sys.stderr,
-                )
+                print(stop_message(run, stop["signal"]), file=sys.stderr)
                 return stop["signal"]
-            for group in run.optimizer.param_groups:
-                group["lr"] = lr = get_lr(run.iter, cfg)
+            lr = get_lr(run.iter, cfg)
+            set_lr(run.optimizer, lr)
             rows = train_indices(cfg.seed, run.iter, cfg.batch_size, len(run.train.ids))
             idx, lengths, labels = pad_batch([run.train.ids[r] for r in rows], run.train.labels[rows], run.device)
             with run.ctx:
@@ -342,25 +275,29 @@ def start_run(cfg, data, checkpoint, device):
         train=train,
         test=test,
         majority_accuracy=float((test.labels == train_counts.argmax()).mean()),
-        log=None,
-        wandb_run_id=None,
     )
     if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        torch.set_rng_state(checkpoint["rng"][0]["torch"].cpu())
-        run.iter, run.best_macro_f1, run.elapsed_before = checkpoint["iter"], checkpoint["best_macro_f1"], checkpoint["elapsed"]
-        run.wandb_run_id, run.metrics = checkpoint.get("wandb_run_id"), checkpoint.get("metrics")
-    else:
-        torch.manual_seed(cfg.seed + 1)  # dropout's stream, apart from the init's
+        restore_optimizer(optimizer, checkpoint, cfg)
+        run.continue_from(checkpoint)
+        run.best_macro_f1, run.metrics = checkpoint["best_macro_f1"], checkpoint.get("metrics")
+    seed_dropout(cfg, 0, checkpoint)
+    start_logs(run, data, tokenizer, block_size)
+    run.start_clock()
+    return run
 
+
+def start_logs(run, data, tokenizer, block_size):
+    """Say what is being trained on what, and open metrics.jsonl and the wandb run."""
+    train, test, names = run.train, run.test, data.label_names
+    counts = {split: np.bincount(texts.labels, minlength=len(names)).tolist() for split, texts in (("train", train), ("test", test))}
     data_meta = {
-        **tokenizer_meta,
+        **run.tokenizer_meta,
         "source": data.source,
-        "label_names": data.label_names,
+        "label_names": names,
         "train_examples": len(train.ids),
         "test_examples": len(test.ids),
-        "train_counts": dict(zip(data.label_names, train_counts.tolist(), strict=True)),
-        "test_counts": dict(zip(data.label_names, np.bincount(test.labels, minlength=len(data.label_names)).tolist(), strict=True)),
+        "train_counts": dict(zip(names, counts["train"], strict=True)),
+        "test_counts": dict(zip(names, counts["test"], strict=True)),
         "majority_accuracy": run.majority_accuracy,
         "block_size": block_size,
         "truncated_share": (train.truncated + test.truncated) / (len(train.ids) + len(test.ids)),
@@ -368,125 +305,64 @@ def start_run(cfg, data, checkpoint, device):
         if isinstance(tokenizer, CharTokenizer)
         else None,
     }
-    report = model.backbone.param_report()
-    print(model.backbone.param_report_line())
+    report = run.model.backbone.param_report()
+    print(run.model.backbone.param_report_line())
     print(
-        f"{len(train.ids):,} train / {len(test.ids):,} test texts, labels {', '.join(data.label_names)}; "
+        f"{len(train.ids):,} train / {len(test.ids):,} test texts, labels {', '.join(names)}; "
         f"majority-class accuracy {run.majority_accuracy:.3f}; "
         f"{data_meta['truncated_share']:.1%} of texts cut to {block_size} tokens"
     )
-    wandb_run = None
-    if cfg.wandb_log:
-        wandb_config = {**asdict(cfg), **report, "data": data_meta}
-        wandb_run = start_wandb(
-            cfg.wandb_project, cfg.wandb_group, cfg.wandb_run_name, cfg.wandb_mode, wandb_config, run.wandb_run_id, cfg.out_dir
-        )
-        run.wandb_run_id = wandb_run.id
     # the shape and MLP the backbone has (a pretrained one keeps its own): what a report labels the arm by
-    backbone = {key: getattr(model.backbone.config, key) for key in cfg.scratch_model_fields()}
-    config_record = {
-        "event": "config",
-        "task": "classify",
-        "config": {**asdict(cfg), **backbone},
-        "model": report,
-        "data": data_meta,
-        "examples_per_iter": cfg.batch_size,
-        "world_size": 1,
-    }
-    start_metrics(cfg.out_dir, config_record, resumed_at=run.iter if checkpoint is not None else None)
-    run.log = MetricsLog(cfg.out_dir, wandb_run)
-    run.started = time.time()
-    run.window = (run.started, run.iter)
-    return run
+    backbone = {key: getattr(run.model.backbone.config, key) for key in run.cfg.model_fields()}
+    config_record = {"task": "classify", "config": {**asdict(run.cfg), **backbone}, "model": report, "data": data_meta}
+    open_metrics(run, {**config_record, "examples_per_iter": run.cfg.batch_size, "world_size": 1}, {**report, "data": data_meta})
 
 
 def log_training(run, loss, lr):
     """The train record: loss, lr and texts/s since the last one; a non-finite loss stops the run."""
     if not math.isfinite(loss):
         raise TrainingError(f"loss became non-finite at iteration {run.iter}; stopped without saving")
-    examples_per_s = (run.iter - run.window[1]) * run.cfg.batch_size / max(1e-9, time.time() - run.window[0])
-    run.window = (time.time(), run.iter)
+    iterations, seconds = run.take_window()
+    examples_per_s = iterations * run.cfg.batch_size / seconds
     run.log.write({"event": "train", **run.progress(), "loss": loss, "lr": lr, "examples_per_s": examples_per_s})
     print(f"iter {run.iter}: loss {loss:.4f}, lr {lr:.2e}, {examples_per_s:,.0f} texts/s")
 
 
 def evaluate_and_log(run):
     """Score the test split and write the eval record; True when macro-F1 is the best so far."""
+    started = time.time()
     run.metrics = evaluate(run.model, run.test, run.label_names, run.majority_accuracy, run.device, run.ctx)
     run.log.write({"event": "eval", **run.progress(), **run.metrics})
     scores = run.metrics
     print(f"iter {run.iter}: test loss {scores['test_loss']:.4f}, accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f}")
     improved = run.metrics["macro_f1"] > run.best_macro_f1
     run.best_macro_f1 = max(run.best_macro_f1, run.metrics["macro_f1"])
-    run.window = (time.time(), run.iter)  # evaluation time stays out of texts/s
+    run.eval_seconds += time.time() - started  # evaluation time stays out of texts/s
     return improved
 
 
 def save(run):
-    """Checkpoint the run atomically: weights, optimizer, tokenizer, labels and counters."""
-    save_checkpoint(
-        run.cfg.out_dir,
-        {
-            "model": run.model.state_dict(),
-            "model_args": asdict(run.model.backbone.config),
-            "data_meta": run.tokenizer_meta,
-            "label_names": run.label_names,
-            "pooling": run.model.pooling,
-            "optimizer": run.optimizer.state_dict(),
-            "config": asdict(run.cfg),
-            "iter": run.iter,
-            "best_macro_f1": run.best_macro_f1,
-            "elapsed": run.progress()["time"],
-            "wandb_run_id": run.wandb_run_id,
-            "rng": [rng_state()],
-            "metrics": run.metrics,
-        },
-    )
-
-
-def finish_run(run, stopped_by):
-    """The end record (when max_iters was reached), the logs closed; returns the run's summary."""
-    final = {f"final_{key}": run.metrics[key] for key in ("accuracy", "macro_f1", "test_loss")} if run.metrics else {}
-    progress = run.progress()
-    if run.iter == run.cfg.max_iters:
-        run.log.write(
-            {
-                "event": "end",
-                "iter": run.iter,
-                "examples": progress["examples"],
-                "time": progress["time"],
-                "best_macro_f1": run.best_macro_f1,
-                **final,
-            }
-        )
-    run.log.close({"best_macro_f1": run.best_macro_f1, **final})
-    return {
-        "iter": run.iter,
-        "time": progress["time"],
+    """Checkpoint the run (core.lifecycle.save_run): weights, tokenizer, labels and scores so far."""
+    state = {
+        "model": run.model.state_dict(),
+        "model_args": asdict(run.model.backbone.config),
+        "data_meta": run.tokenizer_meta,
+        "label_names": run.label_names,
+        "pooling": run.model.pooling,
         "best_macro_f1": run.best_macro_f1,
-        "interrupted": run.iter < run.cfg.max_iters,
-        "signal": stopped_by,
-        "out_dir": run.cfg.out_dir,
-        **final,
+        "metrics": run.metrics,
     }
+    save_run(run, state)
 
 
-def start_out_dir(cfg, device):
-    """Make out_dir; the checkpoint to resume from, or None (refusing to overwrite a run there)."""
-    try:
-        os.makedirs(cfg.out_dir, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"out_dir {cfg.out_dir} cannot be used as a folder: {e.strerror}") from None
-    remove_stale_temp(cfg.out_dir)
-    if cfg.init_from == "resume":
-        return load_checkpoint(cfg.out_dir, map_location=device, required=CLASSIFY_KEYS)
-    if os.path.exists(os.path.join(cfg.out_dir, "ckpt.pt")):
-        raise ConfigError(f"{cfg.out_dir} already holds a checkpoint; continue it with --init_from=resume or choose another out_dir")
-    return None
+def finish(run, stopped_by):
+    """The end record and the summary (core.lifecycle.finish_run): the best macro-F1 and the final scores."""
+    final = {f"final_{key}": run.metrics[key] for key in ("accuracy", "macro_f1", "test_loss")} if run.metrics else {}
+    return finish_run(run, stopped_by, {"examples": run.iter * run.cfg.batch_size}, {"best_macro_f1": run.best_macro_f1, **final})
 
 
 def main(argv=None):
-    return run_script(ClassifyConfig, classify, "classify.py", __doc__.strip().splitlines()[0], argv, "nothing in out_dir was changed")
+    return run_trainer(ClassifyConfig, classify, "classify.py", __doc__.strip().splitlines()[0], argv, "nothing in out_dir was changed")
 
 
 if __name__ == "__main__":

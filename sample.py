@@ -12,18 +12,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-try:  # torch takes seconds to import: a Ctrl-C meanwhile ends the script as quietly as one in main()
+from core.entry import interrupt_guard, run_main
+
+with interrupt_guard(__name__, "sample.py"):  # torch takes seconds to import
     import torch
 
-    from core.checkpoint import MODEL_KEYS, CheckpointError, load_checkpoint, model_from_checkpoint
-    from core.configurator import ConfigError, HelpRequested, load_config
+    from core.checkpoint import MODEL_KEYS, load_checkpoint, model_from_checkpoint
+    from core.configurator import ConfigError, load_config
     from core.hardware import autocast, check_device, check_dtype, resolve_device, resolve_dtype
-    from data.tokenizer import DataError, tokenizer_from_meta
-except KeyboardInterrupt:
-    if __name__ != "__main__":
-        raise
-    print("sample.py: interrupted", file=sys.stderr)
-    sys.exit(130)
+    from data.tokenizer import tokenizer_from_meta
 
 
 @dataclass
@@ -84,24 +81,16 @@ def generate_samples(cfg):
     return [tokenizer.decode(row.tolist()) for row in out]
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        cfg = load_config(SampleConfig, argv, prog="sample.py", description=__doc__.strip().splitlines()[0])
-        samples = generate_samples(cfg)
-    except HelpRequested as e:
-        print(e)
-        return 0
-    except (ConfigError, CheckpointError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("sample.py: interrupted", file=sys.stderr)
-        return 130
-    for text in samples:
+def print_samples(argv):
+    """Load the config, generate, print each sample followed by a separator line."""
+    cfg = load_config(SampleConfig, argv, prog="sample.py", description=__doc__.strip().splitlines()[0])
+    for text in generate_samples(cfg):
         print(text)
         print("---------------")
-    return 0
+
+
+def main(argv=None):
+    return run_main("sample.py", lambda: print_samples(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

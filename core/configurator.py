@@ -35,19 +35,20 @@ class ConfigError(UserError, ValueError):
 
 
 def field_comments(cls):
-    """The `# comment` written after each field of dataclass `cls`, by field name."""
+    """The `# comment` written after each field of dataclass `cls` (or of a base it redeclares), by field name."""
     comments = {}
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return comments
     names = {f.name for f in dataclasses.fields(cls)}
-    current = None
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names:
-            current = (tok.string, tok.start[0])
-        elif tok.type == tokenize.COMMENT and current and tok.start[0] == current[1]:
-            comments[current[0]] = tok.string.lstrip("# ").strip()
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):  # a subclass's comment wins
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        current = None
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names:
+                current = (tok.string, tok.start[0])
+            elif tok.type == tokenize.COMMENT and current and tok.start[0] == current[1]:
+                comments[current[0]] = tok.string.lstrip("# ").strip()
     return comments
 
 

@@ -48,17 +48,21 @@ def signal_name(error):
 
 @contextlib.contextmanager
 def interrupt_guard(module_name, prog):
-    """Around a script's slow imports: a Ctrl-C while they load ends it with one line and status 130.
+    """Around a script's slow imports: SIGINT or SIGTERM while they load ends it with one line and 128 + the signal.
 
-    When the script is imported (by a test, by another module) the interrupt propagates as usual.
+    When the script is imported (by a test, by another module) nothing changes: an interrupt propagates as usual.
     """
+    if module_name != "__main__":
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
     try:
         yield
     except KeyboardInterrupt as e:
-        if module_name != "__main__":
-            raise
         print(f"{prog}: interrupted by {signal_name(e)}", file=sys.stderr)
         sys.exit(128 + getattr(e, "signum", signal.SIGINT))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_main(prog, body, on_interrupt=""):

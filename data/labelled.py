@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.paths import recorded_path
 from data.tokenizer import DataError
 
 # File extension -> format. Files are read by datasets.Dataset.from_<format>: the builders that
@@ -75,18 +76,7 @@ def load_labelled(
     column, a test label the train split does not have, a train split with one class, and a
     split with no rows.
     """
-    if bool(train_file) != bool(test_file):
-        raise DataError("give both train_file and test_file (or neither, and hf_dataset)")
-    if not (train_file or hf_dataset):
-        raise DataError("no labelled data: give train_file and test_file, or hf_dataset")
-    if train_file and hf_dataset not in ("", *FORMATS.values()):
-        raise DataError(
-            f"give train_file and test_file or hf_dataset={hf_dataset}, not both (with files, hf_dataset can only be csv, json or parquet)"
-        )
-    if not train_file and hf_dataset in FORMATS.values():
-        raise DataError(f"hf_dataset={hf_dataset} reads files: give them as train_file and test_file")
-    if train_file and (train_split, test_split) != ("train", "test"):
-        raise DataError("train_split and test_split choose splits of hf_dataset; with train_file and test_file, the files are the splits")
+    _check_source(train_file, test_file, hf_dataset, train_split, test_split)
     labels = tuple(str(name) for name in labels)
     if len(set(labels)) != len(labels):
         raise DataError(f"labels names a label twice: {','.join(labels)}")
@@ -99,10 +89,57 @@ def load_labelled(
             _load_hf("test split", hf_dataset, hf_config, test_split),
         )
     train_texts, train_names, class_label_order, every_name = _texts_and_labels(*train, text_column, label_column, labels)
+    seen = set(train_names)
+    label_names = _label_names(train[1], seen, labels, class_label_order, every_name)
+
+    test_texts, test_names, _, _ = _texts_and_labels(*test, text_column, label_column, labels)
+    _check_test_labels(test[1], test_names, seen, label_names, labels)
+
+    class_id = {name: i for i, name in enumerate(label_names)}
+    source = _describe_source(train_file, test_file, hf_dataset, hf_config, train_split, test_split, text_column, label_column, labels)
+    return LabelledData(
+        train_texts=train_texts,
+        train_labels=np.array([class_id[name] for name in train_names], dtype=np.int64),
+        test_texts=test_texts,
+        test_labels=np.array([class_id[name] for name in test_names], dtype=np.int64),
+        label_names=label_names,
+        source=source,
+    )
+
+
+def _check_source(train_file: str, test_file: str, hf_dataset: str, train_split: str, test_split: str) -> None:
+    """Raise DataError unless exactly one source is given: two files (with a format at most), or a dataset."""
+    if bool(train_file) != bool(test_file):
+        raise DataError("give both train_file and test_file (or neither, and hf_dataset)")
+    if not (train_file or hf_dataset):
+        raise DataError("no labelled data: give train_file and test_file, or hf_dataset")
+    if train_file and hf_dataset not in ("", *FORMATS.values()):
+        raise DataError(
+            f"give train_file and test_file or hf_dataset={hf_dataset}, not both (with files, hf_dataset can only be csv, json or parquet)"
+        )
+    if not train_file and hf_dataset in FORMATS.values():
+        raise DataError(f"hf_dataset={hf_dataset} reads files: give them as train_file and test_file")
+    if train_file and (train_split, test_split) != ("train", "test"):
+        raise DataError("train_split and test_split choose splits of hf_dataset; with train_file and test_file, the files are the splits")
+
+
+def _check_test_labels(where: str, test_names: list, seen: set, label_names: list, labels: tuple) -> None:
+    """Raise DataError if the test split has a label the train split lacks, or no rows at all."""
+    if unseen := Counter(name for name in test_names if name not in seen):
+        shown = ", ".join(f"{name!r} ({count} rows)" for name, count in unseen.most_common(3))
+        more = f" and {len(unseen) - 3} more" if len(unseen) > 3 else ""
+        raise DataError(
+            f"{where} has labels the train split never saw: {shown}{more}; keep the shared ones with labels={','.join(label_names)}"
+        )
+    if not test_names:
+        raise DataError(f"{where} has no rows with the labels {','.join(labels)}")
+
+
+def _label_names(where: str, seen: set, labels: tuple, class_label_order: list | None, every_name: set) -> list:
+    """The class names in class-id order: `labels` as given, else the ClassLabel's order, else sorted."""
     if missing := [name for name in labels if name not in every_name]:
         hint = _did_you_mean(missing[0], every_name)
-        raise DataError(f"{train[1]} has no label {', '.join(map(repr, missing))}{hint}; its labels are {_listed(every_name)}")
-    seen = set(train_names)
+        raise DataError(f"{where} has no label {', '.join(map(repr, missing))}{hint}; its labels are {_listed(every_name)}")
     if labels:
         label_names = list(labels)
     elif class_label_order:
@@ -111,33 +148,19 @@ def load_labelled(
         numeric = all(INTEGER.fullmatch(name) for name in seen)
         label_names = sorted(seen, key=lambda name: (int(name), name) if numeric else (0, name))
     if len(label_names) < 2:
-        raise DataError(f"{train[1]} has only one class, {label_names[0]!r}: a classifier needs two or more (check label_column, labels)")
+        raise DataError(f"{where} has only one class, {label_names[0]!r}: a classifier needs two or more (check label_column, labels)")
+    return label_names
 
-    test_texts, test_names, _, _ = _texts_and_labels(*test, text_column, label_column, labels)
-    if unseen := Counter(name for name in test_names if name not in seen):
-        shown = ", ".join(f"{name!r} ({count} rows)" for name, count in unseen.most_common(3))
-        more = f" and {len(unseen) - 3} more" if len(unseen) > 3 else ""
-        raise DataError(
-            f"{test[1]} has labels the train split never saw: {shown}{more}; keep the shared ones with labels={','.join(label_names)}"
-        )
-    if not test_texts:
-        raise DataError(f"{test[1]} has no rows with the labels {','.join(labels)}")
 
-    class_id = {name: i for i, name in enumerate(label_names)}
+def _describe_source(train_file, test_file, hf_dataset, hf_config, train_split, test_split, text_column, label_column, labels) -> str:
+    """The data's source as the run records it; file paths as core.paths.recorded_path writes them."""
     if train_file:
-        files = f"train={os.path.abspath(train_file)} test={os.path.abspath(test_file)}"
+        files = f"train={recorded_path(train_file)} test={recorded_path(test_file)}"
         parts = ["files:", hf_dataset and f"format={hf_dataset}", files]
     else:
         parts = ["hf:", hf_dataset, hf_config, f"train={train_split} test={test_split}"]
     parts += [f"text={text_column} label={label_column}", labels and f"labels={','.join(labels)}"]
-    return LabelledData(
-        train_texts=train_texts,
-        train_labels=np.array([class_id[name] for name in train_names], dtype=np.int64),
-        test_texts=test_texts,
-        test_labels=np.array([class_id[name] for name in test_names], dtype=np.int64),
-        label_names=label_names,
-        source=" ".join(p for p in parts if p),
-    )
+    return " ".join(p for p in parts if p)
 
 
 def _read_file(role: str, file: str, file_format: str = ""):

@@ -20,49 +20,43 @@ refused unless --overwrite; the same dataset is rebuilt (byte-identical). Ctrl-C
 the threads, removes the temporary files and exits with 128 + the signal number.
 """
 
-# ruff: noqa: E402 (the imports after the signal handlers are late on purpose)
+# ruff: noqa: E402 (the imports after the guard are late on purpose)
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python data/prepare.py`: import from the repo root
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from core.entry import interrupt_guard
 
-def _exit_at_once(signum, frame):
-    print(f"interrupted by {signal.Signals(signum).name}", file=sys.stderr)
-    raise SystemExit(128 + signum)
+with interrupt_guard(__name__, "data/prepare.py"):  # nothing to clean up yet: one line, no traceback
+    import contextlib
+    import glob
+    import itertools
+    import json
+    import math
+    import os
+    import shutil
+    import signal
+    import sysconfig
+    import threading
+    import time
+    import urllib.request
+    from collections.abc import Callable, Iterable
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import dataclass
 
+    import numpy as np
+    from tqdm import tqdm
 
-if __name__ == "__main__":
-    # A signal while the modules below load has nothing to clean up: one line, no traceback.
-    signal.signal(signal.SIGINT, _exit_at_once)
-    signal.signal(signal.SIGTERM, _exit_at_once)
-
-import contextlib
-import glob
-import itertools
-import json
-import math
-import os
-import shutil
-import sysconfig
-import threading
-import time
-import urllib.request
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-
-import numpy as np
-from tqdm import tqdm
-
-from core.atomic import atomic_write, remove_file, temp_path
-from core.configurator import ConfigError, HelpRequested, load_options, note
-from data.tokenizer import CharTokenizer, DataError, TiktokenTokenizer, Tokenizer, get_tokenizer
+    from core.atomic import atomic_write, remove_file, temp_path
+    from core.configurator import load_options, note
+    from core.entry import Interrupted, run_main
+    from core.paths import recorded_path
+    from data.tokenizer import CharTokenizer, DataError, TiktokenTokenizer, Tokenizer, get_tokenizer
 
 DATA_DIR = Path(__file__).resolve().parent
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nanogpt-data"
@@ -140,7 +134,7 @@ def file_corpus(inputs: list, options: PrepareOptions | None = None, description
         files = files[: max(1, sum(size <= options.max_mb * 1e6 for size in sizes))]
     if not description:  # meta.json's source: a folder prepared again from the same inputs matches it
         cap = f" (first {options.max_mb:g} MB)" if options.max_mb is not None else ""
-        description = "files: " + ", ".join(os.path.abspath(i) for i in inputs) + cap
+        description = "files: " + ", ".join(recorded_path(i) for i in inputs) + cap
     return Corpus(description, lambda: (_read_blocks(f, options.encoding_errors) for f in files), sum(f.stat().st_size for f in files))
 
 
@@ -387,6 +381,25 @@ def _signals_deferred():
             signal.raise_signal(arrived[0])
 
 
+def _char_tokenizer(corpus: Corpus) -> CharTokenizer:
+    """A character vocabulary of every character in the corpus (a first pass over it)."""
+    chars = set()
+    for document in corpus.documents():
+        for block in document:
+            chars.update(block)
+    return CharTokenizer(sorted(chars))
+
+
+def _publish(out_dir: Path, meta: dict, train_tmp: Path, val_tmp: Path) -> None:
+    """Put the finished token files in place, then meta.json, which marks the folder as a finished dataset."""
+    with _signals_deferred():  # the renames go through whole: a signal is handled after them
+        remove_file(out_dir / "meta.json")  # until the new one is in place, the folder is no finished dataset
+        os.replace(val_tmp, out_dir / "val.bin")
+        os.replace(train_tmp, out_dir / "train.bin")
+        with atomic_write(out_dir / "meta.json") as f:
+            f.write(json.dumps(meta, indent=2) + "\n")
+
+
 def prepare(
     corpus: Corpus | Iterable[str],
     out_dir: str | Path,
@@ -412,11 +425,7 @@ def prepare(
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, corpus.description, getattr(tokenizer, "name", tokenizer), overwrite)
     if tokenizer == "char":
-        chars = set()
-        for document in corpus.documents():
-            for block in document:
-                chars.update(block)
-        tokenizer = CharTokenizer(sorted(chars))
+        tokenizer = _char_tokenizer(corpus)
     elif isinstance(tokenizer, str):
         tokenizer = get_tokenizer(tokenizer)
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)
@@ -444,12 +453,7 @@ def prepare(
             "val_fraction": val_fraction,
             "source": corpus.description,
         }
-        with _signals_deferred():  # the renames go through whole: a signal is handled after them
-            remove_file(out_dir / "meta.json")  # until the new one is in place, the folder is no finished dataset
-            os.replace(val_tmp, out_dir / "val.bin")
-            os.replace(train_tmp, out_dir / "train.bin")
-            with atomic_write(out_dir / "meta.json") as f:
-                f.write(json.dumps(meta, indent=2) + "\n")
+        _publish(out_dir, meta, train_tmp, val_tmp)
     finally:
         remove_file(train_tmp)
         remove_file(val_tmp)
@@ -489,14 +493,6 @@ def run(options: PrepareOptions, inputs: list[str], say) -> dict:
     return meta
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived; like Ctrl-C it runs every `finally` on its way out."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 def _interrupt(signum, frame):
     for s in STOP_SIGNALS:  # a second Ctrl-C must not cut short the clean-up the first one started
         signal.signal(s, signal.SIG_IGN)
@@ -504,33 +500,19 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit code 0, 2 for a mistake (one `error:` line), 128 + the signal number for SIGINT or SIGTERM."""
+    """Exit status as core.entry.run_main's: 0, 2 for a mistake (one `error:` line), 128 + the signal number for SIGINT or SIGTERM."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(arg == "--input" or arg.startswith("--input=") for arg in argv):  # the argparse days' spelling
         note("data/prepare.py", "--input is deprecated: give the paths as arguments, without --input")
         argv = [arg.removeprefix("--input=") for arg in argv if arg != "--input"]
-    try:
+
+    def body():
         with _signal_handler(_interrupt):
-            options, inputs = load_options(
-                PrepareOptions,
-                argv,
-                "data/prepare.py",
-                USAGE,
-                more_help=MORE_HELP,
-                description="Tokenize a text corpus into train.bin, val.bin and meta.json.",
-            )
+            description = "Tokenize a text corpus into train.bin, val.bin and meta.json."
+            options, inputs = load_options(PrepareOptions, argv, "data/prepare.py", USAGE, more_help=MORE_HELP, description=description)
             run(options, inputs, lambda message: print(message, file=sys.stderr))
-    except HelpRequested as e:
-        print(e)
-        return 0
-    except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", signal.SIGINT)
-        print(f"interrupted by {signal.Signals(signum).name}: no partial files were left in the output folder", file=sys.stderr)
-        return 128 + signum
-    return 0
+
+    return run_main("data/prepare.py", body, on_interrupt="no partial files were left in the output folder")
 
 
 if __name__ == "__main__":

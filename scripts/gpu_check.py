@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from core.configs import TrainConfig  # noqa: E402
+from core.step import StepContext  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
-from train import StepContext, TrainConfig, model_fields, speed_fields  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a dry run of this script
 TOLERANCE = 3e-2  # never fail below this: bf16 has 8 bits of mantissa
@@ -25,7 +26,7 @@ TOLERANCE = 3e-2  # never fail below this: bf16 has 8 bits of mantissa
 def loss_and_grads(cfg, idx):
     """Loss and gradients of one forward/backward of the GPT that cfg describes, on idx."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(**model_fields(cfg), **speed_fields(cfg, cfg.dtype), vocab_size=cfg.vocab_size)).to(DEVICE)
+    model = GPT(GPTConfig(**cfg.model_fields(), **cfg.speed_fields(cfg.dtype), vocab_size=cfg.vocab_size)).to(DEVICE)
     with StepContext(cfg, DEVICE, cfg.dtype):
         _, loss = model(idx[:, :-1], idx[:, 1:])
     loss.backward()

@@ -105,7 +105,7 @@ TINY_TRAINING = dict(
 
 def tiny_config(data_dir, out_dir, **overrides):
     """A TrainConfig of TINY_TRAINING for data_dir and out_dir, with `overrides`."""
-    from train import TrainConfig
+    from core.configs import TrainConfig
 
     return TrainConfig(**{**TINY_TRAINING, "data_dir": str(data_dir), "out_dir": str(out_dir), **overrides})
 

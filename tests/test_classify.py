@@ -10,7 +10,8 @@ import torch
 from conftest import tiny_config
 
 import classify as classify_module
-from classify import ClassifyConfig, classify, train_indices
+from classify import classify, train_indices
+from core.configs import ClassifyConfig
 from core.metrics import read_metrics
 from model import GPT, GPTClassifier, GPTConfig
 from train import train
@@ -122,6 +123,17 @@ def test_resume_continues_the_same_run_exactly(task, tmp_path):
     assert [r["loss"] for r in events(tmp_path / "split", "train")] == [r["loss"] for r in events(tmp_path / "whole", "train")]
     assert events(tmp_path / "split", "eval")[-1]["accuracy"] == events(tmp_path / "whole", "eval")[-1]["accuracy"]
     assert [c.get("resumed_at") for c in events(tmp_path / "split", "config")] == [None, 30]
+
+
+def test_resume_refuses_what_train_py_refuses_and_changes_nothing(task, tmp_path):
+    """Another seed or batch size would train on other texts; a max_iters before the checkpoint would undo it."""
+    out = tmp_path / "run"
+    classify(tiny_classify(task, out, max_iters=20, eval_interval=10))
+    before = {name: (out / name).read_bytes() for name in ("ckpt.pt", "metrics.jsonl")}
+    for change, words in ((dict(seed=7), "seed=1337"), (dict(batch_size=8), "batch_size=16"), (dict(max_iters=10), "max_iters >= 20")):
+        with pytest.raises(ValueError, match=words):
+            classify(tiny_classify(task, out, init_from="resume", **{"max_iters": 40, **change}))
+    assert {name: (out / name).read_bytes() for name in before} == before
 
 
 def test_fine_tuning_a_train_run_uses_its_tokenizer_and_drops_unknown_characters(task, char_data, tmp_path):

@@ -3,10 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from classify import ClassifyConfig
+from core.configs import ClassifyConfig, TrainConfig
 from core.configurator import ConfigError, HelpRequested, load_config, load_options
 from model import GPTConfig
-from train import TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 

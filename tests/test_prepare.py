@@ -478,7 +478,7 @@ def test_ctrl_c_before_the_work_starts(tmp_path, write_files, monkeypatch, capsy
 
     monkeypatch.setattr(prepare_module, "find_text_files", interrupt)
     code, err = run_cli([write_files(DOCS), f"--out_dir={tmp_path / 'out'}", "--tokenizer=char"], capsys)
-    assert code == 130 and err.startswith("interrupted by SIGINT") and err.count("\n") == 1, err
+    assert code == 130 and err.startswith("data/prepare.py: interrupted by SIGINT; no partial files") and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -495,7 +495,8 @@ sys.argv = ["data/prepare.py", "--help"]
 runpy.run_path({str(PREPARE_PY)!r}, run_name="__main__")
 """
     result = subprocess.run([sys.executable, "-c", signal_on_numpy_import], capture_output=True, text=True, timeout=60)
-    assert (result.returncode, result.stdout, result.stderr) == (128 + signum, "", f"interrupted by {signal.Signals(signum).name}\n")
+    expected_err = f"data/prepare.py: interrupted by {signal.Signals(signum).name}\n"
+    assert (result.returncode, result.stdout, result.stderr) == (128 + signum, "", expected_err)
 
 
 # tiktoken's plugin mechanism (a module in the tiktoken_ext namespace package) makes conftest's tiny
@@ -577,7 +578,7 @@ def test_signal_while_threads_encode(tmp_path, big_corpus, signum, whole_group):
     assert process.returncode == 128 + signum, err
     assert "Traceback" not in err, err
     lines = err.rstrip("\n").split("\n")  # "source: ...", the progress bar (redrawn after \r), the interruption
-    assert len(lines) <= 3 and lines[-1].startswith(f"interrupted by {signal.Signals(signum).name}"), err
+    assert len(lines) <= 3 and lines[-1].startswith(f"data/prepare.py: interrupted by {signal.Signals(signum).name}"), err
     assert list(out.iterdir()) == []  # no meta.json, no temporary file
 
 

@@ -96,7 +96,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
 
 def test_ctrl_c_while_torch_imports_is_one_line():
     result = ctrl_c_while_importing("sample.py", "torch")
-    assert (result.returncode, result.stdout, result.stderr) == (130, "", "sample.py: interrupted\n")
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "sample.py: interrupted by SIGINT\n")
 
 
 def test_ctrl_c_while_sampling_is_one_line(trained_run):
@@ -108,7 +108,7 @@ signal.setitimer(signal.ITIMER_REAL, 0.5)
 sys.exit(sample.main(["--out_dir={trained_run}", "--device=cpu", "--start=the", "--max_new_tokens=1000000"]))
 """
     result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert (result.returncode, result.stdout, result.stderr) == (130, "", "sample.py: interrupted\n")
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "sample.py: interrupted by SIGINT\n")
 
 
 def test_sampling_never_picks_ids_past_the_tokenizers_vocabulary():

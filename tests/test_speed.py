@@ -12,20 +12,12 @@ import torch
 from conftest import tiny_argv
 
 import train as train_module
+from core.configs import TrainConfig
+from core.lifecycle import make_optimizer
+from core.step import SDPA_BACKENDS, StepContext, train_step
 from data.dataset import batch_from_offsets
 from model import GPT, GPTConfig, chunked_cross_entropy
-from train import (
-    SDPA_BACKENDS,
-    StepContext,
-    TrainConfig,
-    eval_batches,
-    eval_offsets,
-    make_optimizer,
-    model_fields,
-    speed_fields,
-    to_device,
-    train_step,
-)
+from train import eval_batches, eval_offsets, to_device
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAIN = TrainConfig(
@@ -50,7 +42,7 @@ PLAIN = TrainConfig(
 def run_steps(cfg, n_steps=3):
     """Gradients of the first micro-batch, then losses and final weights after n_steps of train_step."""
     torch.manual_seed(0)
-    raw = GPT(GPTConfig(**model_fields(cfg), **speed_fields(cfg, cfg.dtype), vocab_size=cfg.vocab_size))
+    raw = GPT(GPTConfig(**cfg.model_fields(), **cfg.speed_fields(cfg.dtype), vocab_size=cfg.vocab_size))
     optimizer = make_optimizer(raw, cfg, "cpu")
     model = torch.compile(raw) if cfg.compile else raw
     ctx = StepContext(cfg, "cpu", cfg.dtype)
@@ -88,7 +80,7 @@ def assert_same_training(switched, rtol=1e-5, atol=1e-6, compare_weights=False, 
 
 def test_chunked_loss_trains_like_full_logits():
     assert_same_training(replace(PLAIN, loss_chunk_size=24))
-    chunked = GPT(GPTConfig(**{**model_fields(PLAIN), "loss_chunk_size": 24}, vocab_size=101))
+    chunked = GPT(GPTConfig(**{**PLAIN.model_fields(), "loss_chunk_size": 24}, vocab_size=101))
     x = torch.zeros(2, 8, dtype=torch.long)
     assert chunked(x, x)[0] is None  # the chunked path ran: no full logits were made
 
@@ -99,7 +91,7 @@ def test_fused_gate_up_trains_like_two_matmuls():
 
 @pytest.mark.parametrize("fused,separate_calls", [(False, 2), (True, 0)])
 def test_fused_gate_up_replaces_the_two_matmuls(fused, separate_calls):
-    model = GPT(GPTConfig(**{**model_fields(PLAIN), "fused_gate_up": fused}, vocab_size=101))
+    model = GPT(GPTConfig(**{**PLAIN.model_fields(), "fused_gate_up": fused}, vocab_size=101))
     calls = []
     mlp = model.transformer.h[0].mlp
     for layer in (mlp.w_gate, mlp.w_up):
@@ -112,7 +104,7 @@ def test_fused_gate_up_replaces_the_two_matmuls(fused, separate_calls):
 def test_fused_gate_up_keeps_the_parameters_and_their_init(mlp):
     def weights(fused):
         torch.manual_seed(0)
-        return GPT(GPTConfig(**{**model_fields(PLAIN), "mlp": mlp, "fused_gate_up": fused}, vocab_size=101)).state_dict()
+        return GPT(GPTConfig(**{**PLAIN.model_fields(), "mlp": mlp, "fused_gate_up": fused}, vocab_size=101)).state_dict()
 
     separate, fused = weights(False), weights(True)
     assert list(separate) == list(fused)  # a checkpoint loads whichever way the switch is set
@@ -147,13 +139,13 @@ def test_explicit_bf16_trains_like_bf16_autocast():
 
 def test_explicit_bf16_runs_activations_in_bf16():
     cfg = replace(PLAIN, dtype="bfloat16", autocast=False)
-    model = GPT(GPTConfig(**model_fields(cfg), **speed_fields(cfg, "bfloat16"), vocab_size=cfg.vocab_size))
+    model = GPT(GPTConfig(**cfg.model_fields(), **cfg.speed_fields("bfloat16"), vocab_size=cfg.vocab_size))
     seen = []
     model.transformer.h[0].mlp.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
     logits, _ = model(torch.zeros(1, 8, dtype=torch.long))
     assert seen == [torch.bfloat16] and logits.dtype == torch.bfloat16
-    assert speed_fields(replace(cfg, autocast=True), "bfloat16")["compute_dtype"] is None
-    assert speed_fields(cfg, "float32")["compute_dtype"] is None  # nothing to cast to in fp32
+    assert replace(cfg, autocast=True).speed_fields("bfloat16")["compute_dtype"] is None
+    assert cfg.speed_fields("float32")["compute_dtype"] is None  # nothing to cast to in fp32
 
 
 def loss_and_grads(loss_fn, hidden, weight):
@@ -301,7 +293,7 @@ def test_explicit_bf16_gradients_are_as_precise_as_autocast():
     def gradients(dtype, autocast):
         variant = replace(cfg, dtype=dtype, autocast=autocast)
         torch.manual_seed(0)
-        model = GPT(GPTConfig(**model_fields(variant), **speed_fields(variant, dtype), vocab_size=cfg.vocab_size))
+        model = GPT(GPTConfig(**variant.model_fields(), **variant.speed_fields(dtype), vocab_size=cfg.vocab_size))
         with StepContext(variant, "cpu", dtype):
             loss = model(idx[:, :-1], idx[:, 1:])[1]
         loss.backward()

@@ -14,10 +14,11 @@ from conftest import ctrl_c_while_importing, make_corpus, tiny_argv, tiny_config
 
 import train as train_module
 from core.checkpoint import load_checkpoint
+from core.configs import TrainConfig
 from core.configurator import load_config
 from core.metrics import finished_part, read_metrics
 from data.prepare import prepare
-from train import TrainConfig, eval_offsets, get_batch, train
+from train import eval_offsets, get_batch, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -266,7 +267,7 @@ def test_torchrun_with_two_cpu_processes_matches_one_process(char_data, tmp_path
 
 def test_ctrl_c_while_torch_imports_is_one_line():
     result = ctrl_c_while_importing("train.py", "torch")
-    assert (result.returncode, result.stderr) == (130, "train.py: interrupted\n")
+    assert (result.returncode, result.stderr) == (130, "train.py: interrupted by SIGINT\n")
 
 
 def test_ctrl_c_while_starting_is_one_line_and_changes_nothing(char_data, tmp_path):
