@@ -11,7 +11,7 @@ Report on existing runs (no network, no wandb account needed):
     python compare.py out/compare/swiglu-s0 out/compare/gelu-s0 ... --out=report
     python compare.py out/compare --out=report      # every run under a folder
 Sweep: the same comparison at several values of one key, or of keys varied together, then a
-report of how the difference moves with them (sweep.py):
+report of how the difference moves with them:
     python compare.py config/swiglu.py config/gelu.py --sweep=learning_rate=1e-3,2e-3,4e-3
     python compare.py config/swiglu.py config/gelu.py --sweep=n_layer/n_head/n_embd=2/2/48,4/4/144
     python compare.py out/compare                   # a sweep's folder: its report again
@@ -21,48 +21,22 @@ Options are --key=value, like train.py's (`python compare.py -h` lists them); an
 every run. The script is train.py (language models), or classify.py with --script=classify.py
 (sequence classifiers, compared on test accuracy and macro-F1).
 
-This file is the command line and the launching; report.py reads the runs and writes the report
-(a figure of curves, summary.md and summary.json in --out; with --wandb, a wandb run in the
-runs' group too) and explains the statistics.
+This file is the command line; core/launch.py plans and trains the runs, and core/report.py
+reads them and writes the report (a figure of curves, summary.md and summary.json in --out; with
+--wandb, a wandb run in the runs' group too); core/stats.py explains the statistics.
 """
 
-import importlib
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-try:  # a Ctrl-C while numpy imports (through report.py) ends the script as quietly as one in main()
-    from core.configurator import ConfigError, HelpRequested, load_config, load_options
-    from core.metrics import METRICS_NAME
-    from report import ReportError, find_run_dirs, load_run, report
-    from sweep import Sweep, find_sweep_points, parse_sweep, report_sweep
-except KeyboardInterrupt:
-    if __name__ != "__main__":
-        raise
-    print("compare.py: interrupted", file=sys.stderr)
-    sys.exit(130)
+from core.entry import interrupt_guard, run_main
 
-HERE = Path(__file__).resolve().parent
-# keys that compare.py sets itself for every run; users pass them through its own options.
-RESERVED_OVERRIDES = {"seed", "out_dir", "init_from", "wandb_group", "wandb_run_name"}
-
-
-@dataclass(frozen=True)
-class Script:
-    """A training script compare.py can launch, and how."""
-
-    module: str  # imported (lazily: it imports torch) for its config dataclass
-    config_class: str
-    fresh_init_from: str | None  # --init_from for a fresh run; None leaves it to the config file
-
-
-SCRIPTS = {
-    "train.py": Script("train", "TrainConfig", "scratch"),
-    # a classifier's config names what it starts from: scratch, or a pretrained run to fine-tune
-    "classify.py": Script("classify", "ClassifyConfig", None),
-}
+with interrupt_guard(__name__, "compare.py"):  # numpy loads through core.runs
+    from core.configurator import ConfigError, load_options
+    from core.launch import RESERVED_OVERRIDES, SCRIPTS, check_run_configs, launch_runs, parse_sweep, plan_launch, run_dirs_by_point
+    from core.report import report, report_sweep
+    from core.runs import find_run_dirs, find_sweep_points, load_points, load_run
 
 
 USAGE = "compare.py CONFIG_FILE.py ... [--option=value ...] [--train_key=value ...]\n       compare.py RUN_DIR ... [--option=value ...]"
@@ -137,136 +111,6 @@ class CompareOptions:
 
 
 # -----------------------------------------------------------------------------
-# Launching runs
-
-
-def check_run_configs(script, config_files, overrides, seeds, points=((),)):
-    """Raise ConfigError now, not after the first run, if `script` would refuse a config or an override.
-
-    Each config is checked with each seed (classify.py puts the seed into init_from) and with
-    each of `points`, the --key=value of every sweep point.
-    """
-    try:
-        config_class = getattr(importlib.import_module(SCRIPTS[script].module), SCRIPTS[script].config_class)
-    except (ImportError, AttributeError) as error:
-        raise ConfigError(f"--script={script}: cannot load its {SCRIPTS[script].config_class} ({error})") from None
-    for config_file in config_files:
-        for seed in seeds:
-            for point in points:
-                load_config(config_class, [str(config_file), *overrides, *point, f"--seed={seed}"], prog="compare.py")
-
-
-@dataclass
-class PlannedRun:
-    """One (config, seed) pair of a launch, the folder its run goes to and, in a sweep, its point's keys."""
-
-    config_file: Path
-    seed: int
-    out_dir: Path
-    overrides: tuple = ()  # the sweep point's --key=value, after the launch's own
-    name: str = ""  # the wandb run name; '' = the folder's name
-
-    @property
-    def run_name(self):
-        return self.name or self.out_dir.name
-
-
-def plan_runs(config_files, seeds, runs_dir):
-    """Every (config, seed) pair, each in its own folder <runs_dir>/<config stem>-s<seed>.
-
-    Seed-major order: after any prefix of the launch, the finished runs already form pairs.
-    """
-    return [PlannedRun(Path(cfg), seed, Path(runs_dir) / f"{Path(cfg).stem}-s{seed}") for seed in seeds for cfg in config_files]
-
-
-def plan_sweep(config_files, seeds, runs_dir, sweep: Sweep):
-    """Every (config, seed, point) of a sweep, in <runs_dir>/<point label>/<config stem>-s<seed>.
-
-    Seed-major, then point: after each whole seed every point has that seed's pairs, so a sweep
-    stopped early still draws the whole picture, only with wider intervals.
-    """
-    return [
-        PlannedRun(
-            Path(cfg),
-            seed,
-            Path(runs_dir) / sweep.label(values) / f"{Path(cfg).stem}-s{seed}",
-            sweep.overrides(values),
-            f"{Path(cfg).stem}-s{seed}-{sweep.label(values)}",
-        )
-        for seed in seeds
-        for values in sweep.points
-        for cfg in config_files
-    ]
-
-
-def run_state(out_dir):
-    """'complete' (end line at max_iters), 'interrupted' (a checkpoint to resume) or 'fresh'."""
-    from core.checkpoint import CHECKPOINT_NAME  # checkpoint imports torch, which a report never needs
-
-    if (out_dir / METRICS_NAME).is_file():
-        run = load_run(out_dir)
-        if run.complete and not run.resume_pending:
-            return "complete"
-    return "interrupted" if (out_dir / CHECKPOINT_NAME).is_file() else "fresh"
-
-
-def run_training(command):
-    """Run a training command and return its exit status; on Ctrl-C let it checkpoint before we stop.
-
-    The child gets its own process group so that a Ctrl-C reaches it exactly once, forwarded
-    by us: the script then saves a checkpoint and exits, and the next launch resumes from it.
-    """
-    process = subprocess.Popen(command, process_group=0)
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.send_signal(signal.SIGINT)
-        process.wait()
-        raise
-
-
-def raise_keyboard_interrupt(signum, frame):
-    """A SIGTERM handler that takes the Ctrl-C path (the run checkpoints, the launch stops)."""
-    raise KeyboardInterrupt
-
-
-def launch_command(script, run, state, overrides, group):
-    """The command line that trains `run` (a PlannedRun in `state` 'fresh' or 'interrupted') with `script`."""
-    init_from = "resume" if state == "interrupted" else SCRIPTS[script].fresh_init_from
-    return [
-        sys.executable,
-        str(HERE / script),
-        str(run.config_file),
-        *overrides,
-        *run.overrides,
-        f"--seed={run.seed}",
-        f"--out_dir={run.out_dir}",
-        *([f"--init_from={init_from}"] if init_from else []),
-        f"--wandb_group={group}",
-        f"--wandb_run_name={run.run_name}",
-    ]
-
-
-def launch_runs(plan, overrides, group, script="train.py"):
-    """Train every planned run that is not complete yet; return 0, or the first failing status."""
-    # A SIGTERM (a job scheduler, `kill`) stops the launch the same careful way as Ctrl-C.
-    previous_handler = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
-    try:
-        for number, run in enumerate(plan, start=1):
-            state = run_state(run.out_dir)
-            print(f"[{number}/{len(plan)}] {run.out_dir}: {state}" + (", skipped" if state == "complete" else ""), flush=True)
-            if state == "complete":
-                continue
-            status = run_training(launch_command(script, run, state, overrides, group))
-            if status != 0:
-                print(f"compare.py: training {run.out_dir} failed with exit status {status}", file=sys.stderr)
-                return status
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-    return 0
-
-
-# -----------------------------------------------------------------------------
 # Command line
 
 
@@ -286,17 +130,9 @@ def check_out_dir(out_dir):
 
 
 def main(argv=None):
-    try:
-        return run_command(sys.argv[1:] if argv is None else argv)
-    except HelpRequested as help_text:
-        print(help_text)
-        return 0
-    except (ConfigError, ReportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("compare.py: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    return run_main(
+        "compare.py", lambda: run_command(sys.argv[1:] if argv is None else argv), on_interrupt="run the same command again to resume"
+    )
 
 
 def override_keys(overrides):
@@ -317,13 +153,7 @@ def run_command(argv):
     if not any(p.suffix == ".py" for p in paths):
         return report_folders(options, paths, overrides, out_dir)
     status, run_dirs = launch(options, paths, overrides)
-    if status != 0:
-        return status
-    if options.sweep_plan:
-        report_sweep(load_points(run_dirs), out_dir, options.baseline, options.allow_mismatch, options.wandb)
-    else:
-        report([load_run(d) for d in run_dirs], out_dir, options.baseline, options.allow_mismatch, options.wandb)
-    return 0
+    return status or report_on(options, out_dir, run_dirs)
 
 
 def report_folders(options, paths, overrides, out_dir):
@@ -332,17 +162,16 @@ def report_folders(options, paths, overrides, out_dir):
         raise ConfigError(f"{overrides[0]} is not a compare.py option, and train.py keys only apply when launching runs from config files")
     if options.sweep_plan:
         raise ConfigError("--sweep launches runs: give config files with it (a sweep's folder is reported without it)")
-    points = find_sweep_points(paths)
-    if points:
-        report_sweep(load_points(points), out_dir, options.baseline, options.allow_mismatch, options.wandb)
+    return report_on(options, out_dir, find_sweep_points(paths) or find_run_dirs(paths))
+
+
+def report_on(options, out_dir, run_dirs):
+    """Write the report of run folders (a comparison) or of {point label: run folders} (a sweep); returns 0."""
+    if isinstance(run_dirs, dict):
+        report_sweep(load_points(run_dirs), out_dir, options.baseline, options.allow_mismatch, options.wandb)
     else:
-        report([load_run(d) for d in find_run_dirs(paths)], out_dir, options.baseline, options.allow_mismatch, options.wandb)
+        report([load_run(d) for d in run_dirs], out_dir, options.baseline, options.allow_mismatch, options.wandb)
     return 0
-
-
-def load_points(run_dirs_by_point):
-    """{point label: its runs} from {point label: its run folders}."""
-    return {label: [load_run(d) for d in dirs] for label, dirs in run_dirs_by_point.items()}
 
 
 def launch(options, paths, overrides):
@@ -365,19 +194,9 @@ def launch(options, paths, overrides):
     stems = [p.stem for p in config_files]
     if len(set(stems)) != len(stems):
         raise ConfigError(f"two config files share a name ({stems}): their runs would share folders")
-    if sweep:
-        plan = plan_sweep(config_files, options.seed_list, options.runs_dir, sweep)
-        group = options.group or "sweep-" + "-".join(stems) + "-" + "-".join(sweep.keys)
-    else:
-        plan = plan_runs(config_files, options.seed_list, options.runs_dir)
-        group = options.group or "compare-" + "-".join(stems)
+    plan, group = plan_launch(config_files, options.seed_list, options.runs_dir, sweep, options.group)
     status = launch_runs(plan, overrides, group, options.script)
-    if not sweep:
-        return status, [run.out_dir for run in plan]
-    by_point = {}
-    for run in plan:
-        by_point.setdefault(run.out_dir.parent.name, []).append(run.out_dir)
-    return status, by_point
+    return status, run_dirs_by_point(plan) if sweep else [run.out_dir for run in plan]
 
 
 if __name__ == "__main__":

@@ -1,15 +1,21 @@
-"""Tests for report.py: the paired test against textbook numbers and hand computations, and the
-report itself on fixed fake metrics (its numbers, its files, what it refuses)."""
+"""Tests for the reporter (core/report.py, core/runs.py, core/stats.py): the paired test against
+textbook numbers and hand computations, and the report itself on fixed fake metrics (its numbers,
+its files, what it refuses)."""
 
 import json
 import math
+import re
 import statistics
 import warnings
+from pathlib import Path
 
 import pytest
 from scipy import stats
 
-import report
+import core.report
+import core.runs
+import core.stats
+from core.metrics import read_metrics
 
 TOKENS_PER_ITER = 1000
 MAX_ITERS = 100
@@ -36,72 +42,25 @@ def write_run(
     """A metrics.jsonl as train.py writes it: evals at 0, max/2 and max; val loss 4.0, final + 0.5, final."""
     run_dir.mkdir(parents=True)
     seconds_per_iter = 0.01 * (1 + seed / 10)  # seeds run at slightly different speeds
-    lines = [
-        {
-            "event": "config",
-            "config": {
-                "mlp": mlp,
-                "seed": seed,
-                "max_iters": max_iters,
-                "n_layer": 2,
-                "n_head": 2,
-                "n_embd": 32,
-                "block_size": 16,
-                "wandb_project": "test",
-                "wandb_group": "g",
-                **(config_extra or {}),
-            },
-            "model": {
-                "params_total": 10_000 + len(mlp),
-                "params_non_embedding": params_non_embedding,
-                "params_mlp": 4_000,
-                "flops_per_token": 60_000,
-            },
-            "data": data,
-            "tokens_per_iter": tokens_per_iter,
-            "world_size": 1,
-        }
-    ]
+    config = {"mlp": mlp, "seed": seed, "max_iters": max_iters, "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16}
+    config.update({"wandb_project": "test", "wandb_group": "g", **(config_extra or {})})
+    model = {"params_total": 10_000 + len(mlp), "params_non_embedding": params_non_embedding}
+    model.update(params_mlp=4_000, flops_per_token=60_000)
+    lines = [{"event": "config", "config": config, "model": model, "data": data, "tokens_per_iter": tokens_per_iter, "world_size": 1}]
+
+    def progress(it):
+        return {"iter": it, "tokens": it * tokens_per_iter, "flops": 0.0, "time": it * seconds_per_iter}
+
     last_iter = max_iters if complete else max_iters // 2
     for it in range(0, last_iter + 1, 10):
-        lines.append(
-            {
-                "event": "train",
-                "iter": it,
-                "tokens": it * tokens_per_iter,
-                "flops": 0.0,
-                "time": it * seconds_per_iter,
-                "loss": 4.0 - 2.0 * it / max_iters,
-                "lr": 1e-3,
-                "tokens_per_s": 5000.0 + seed,
-                "mfu": None,
-            }
-        )
+        train = {"loss": 4.0 - 2.0 * it / max_iters, "lr": 1e-3, "tokens_per_s": 5000.0 + seed, "mfu": None}
+        lines.append({"event": "train", **progress(it), **train})
     for it, val in [(0, 4.0), (max_iters // 2, final_val + 0.5), (max_iters, final_val)]:
         if it <= last_iter:
-            lines.append(
-                {
-                    "event": "eval",
-                    "iter": it,
-                    "tokens": it * tokens_per_iter,
-                    "flops": 0.0,
-                    "time": it * seconds_per_iter,
-                    "train_loss": val - 0.1,
-                    "val_loss": val,
-                    "val_ppl": math.exp(val),
-                }
-            )
+            lines.append({"event": "eval", **progress(it), "train_loss": val - 0.1, "val_loss": val, "val_ppl": math.exp(val)})
     if complete:
-        lines.append(
-            {
-                "event": "end",
-                "iter": max_iters,
-                "tokens": max_iters * tokens_per_iter,
-                "time": max_iters * seconds_per_iter,
-                "best_val_loss": final_val,
-                "final_val_loss": final_val,
-            }
-        )
+        end = {"iter": max_iters, "tokens": max_iters * tokens_per_iter, "time": max_iters * seconds_per_iter}
+        lines.append({"event": "end", **end, "best_val_loss": final_val, "final_val_loss": final_val})
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     return run_dir
 
@@ -120,9 +79,9 @@ def runs_root(tmp_path):
 
 
 def make_report(paths, out, baseline="gelu", allow_mismatch=False):
-    """report.report on every run under `paths`, as compare.py's report mode calls it."""
-    runs = [report.load_run(run_dir) for run_dir in report.find_run_dirs(paths)]
-    return report.report(runs, out, baseline, allow_mismatch)
+    """core.report.report on every run under `paths`, as compare.py's report mode calls it."""
+    runs = [core.runs.load_run(run_dir) for run_dir in core.runs.find_run_dirs(paths)]
+    return core.report.report(runs, out, baseline, allow_mismatch)
 
 
 def arm(summary, name):
@@ -138,7 +97,7 @@ def test_paired_t_test_matches_students_sleep_data():
     # 95% CI [0.7001, 2.4599] for the mean difference 1.58.
     drug_1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
     drug_2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
-    result = report.paired_t_test(drug_2, drug_1)
+    result = core.stats.paired_t_test(drug_2, drug_1)
     assert result["n_pairs"] == 10 and result["diff_mean"] == pytest.approx(1.58)
     assert result["t"] == pytest.approx(4.0621, abs=1e-4)
     assert result["p_value"] == pytest.approx(0.002833, abs=1e-6)
@@ -155,14 +114,14 @@ def test_differences_at_the_tabled_critical_t_give_p_005_and_an_interval_touchin
     spread = [s - sum(spread) / n for s in spread]  # mean 0
     sem = math.sqrt(sum(s * s for s in spread) / (n - 1) / n)
     differences = [critical_t * sem + s for s in spread]
-    result = report.paired_t_test(differences, [0.0] * n)
+    result = core.stats.paired_t_test(differences, [0.0] * n)
     assert result["t"] == pytest.approx(critical_t)
     assert result["p_value"] == pytest.approx(0.05, abs=2e-4)
     assert result["ci95"][0] == pytest.approx(0.0, abs=1e-3 * sem)
 
 
 def test_paired_t_test_with_one_pair_gives_no_interval():
-    result = report.paired_t_test([2.1], [2.0])
+    result = core.stats.paired_t_test([2.1], [2.0])
     assert result["diff_mean"] == pytest.approx(0.1)
     assert result["ci95"] is None and result["p_value"] is None and "at least 2" in result["note"]
 
@@ -170,7 +129,7 @@ def test_paired_t_test_with_one_pair_gives_no_interval():
 def test_differences_that_are_all_zero_say_so_instead_of_nan():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing leaks to stderr either
-        result = report.paired_t_test([2.0, 2.1, 1.9], [2.0, 2.1, 1.9])
+        result = core.stats.paired_t_test([2.0, 2.1, 1.9], [2.0, 2.1, 1.9])
     assert result["diff_mean"] == 0.0 and result["diff_std"] == 0.0
     assert result["ci95"] is None and result["t"] is None and result["p_value"] is None
     assert "all zero" in result["note"]
@@ -179,7 +138,7 @@ def test_differences_that_are_all_zero_say_so_instead_of_nan():
 def test_equal_nonzero_differences_are_certain_and_scipys_warning_is_a_note():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        result = report.paired_t_test([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])
+        result = core.stats.paired_t_test([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])
     assert result["t"] == math.inf and result["p_value"] == 0.0
     assert result["ci95"] == pytest.approx([0.5, 0.5])
     assert result["note"] is None or result["note"].startswith("scipy warns: ")
@@ -274,7 +233,7 @@ def test_arms_with_equal_losses_are_reported_with_a_note(tmp_path):
 )
 def test_mismatched_runs_are_refused_unless_allowed(runs_root, tmp_path, change):
     write_run(runs_root / "odd-s0", "geglu", 0, 2.0, **change)
-    with pytest.raises(report.ReportError, match="differ.*odd-s0.*--allow_mismatch") as refusal:
+    with pytest.raises(core.runs.ReportError, match="differ.*odd-s0.*--allow_mismatch") as refusal:
         make_report([runs_root], tmp_path / "report")
     assert "\n" not in str(refusal.value)
     assert not (tmp_path / "report").exists()
@@ -314,7 +273,7 @@ def test_same_mlp_in_two_configs_is_labelled_by_folder(tmp_path):
 
 
 def test_an_absent_baseline_is_refused(runs_root, tmp_path):
-    with pytest.raises(report.ReportError, match="baseline arm 'geglu' has no complete runs"):
+    with pytest.raises(core.runs.ReportError, match="baseline arm 'geglu' has no complete runs"):
         make_report([runs_root], tmp_path / "r", baseline="geglu")
 
 
@@ -322,7 +281,7 @@ def test_a_cut_off_last_line_is_ignored(tmp_path):
     run_dir = write_run(tmp_path / "gelu-s0", "gelu", 0, 2.0, complete=False)
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write('{"event": "train", "it')
-    run = report.load_run(run_dir)
+    run = core.runs.load_run(run_dir)
     assert not run.complete and run.last_iter == 50
 
 
@@ -519,7 +478,7 @@ def test_language_model_report_keeps_its_table_and_fields(runs_root, tmp_path):
 def test_runs_of_different_tasks_are_refused_in_one_line(runs_root, tmp_path):
     write_classify_run(runs_root / "swiglu-cls-s0", "swiglu", 0, 0.8, 0.7)
     for allow_mismatch in (False, True):
-        with pytest.raises(report.ReportError, match="runs of different tasks cannot be compared") as refusal:
+        with pytest.raises(core.runs.ReportError, match="runs of different tasks cannot be compared") as refusal:
             make_report([runs_root], tmp_path / "report", allow_mismatch=allow_mismatch)
         assert "swiglu-cls-s0 a 'classify' run" in str(refusal.value) and "\n" not in str(refusal.value)
     assert not (tmp_path / "report").exists()
@@ -540,7 +499,7 @@ def test_runs_of_different_tasks_are_refused_in_one_line(runs_root, tmp_path):
 def test_mismatched_classify_runs_are_refused_unless_allowed(tmp_path, change, field):
     root = write_classify_arms(tmp_path / "runs", arms=("gelu", "swiglu"))
     write_classify_run(root / "odd-s0", "geglu", 0, 0.8, 0.7, **change)
-    with pytest.raises(report.ReportError, match=f"runs differ in {field}: .*odd-s0.*--allow_mismatch") as refusal:
+    with pytest.raises(core.runs.ReportError, match=f"runs differ in {field}: .*odd-s0.*--allow_mismatch") as refusal:
         make_report([root], tmp_path / "report")
     assert "\n" not in str(refusal.value)
     summary = make_report([root], tmp_path / "report", allow_mismatch=True)
@@ -575,8 +534,8 @@ def test_a_classify_record_without_what_the_report_reads_is_one_line(tmp_path, l
     records = [json.loads(text) for text in (run_dir / "metrics.jsonl").read_text().splitlines()]
     records[line] = {**records[line], **replacement}
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    with pytest.raises(report.ReportError, match=words) as refusal:
-        report.load_run(run_dir)
+    with pytest.raises(core.runs.ReportError, match=words) as refusal:
+        core.runs.load_run(run_dir)
     assert "\n" not in str(refusal.value)
 
 
@@ -586,3 +545,47 @@ def test_an_incomplete_classify_run_is_left_out(tmp_path):
     summary = make_report([root], tmp_path / "report")
     assert len(summary["incomplete_runs"]) == 1 and "swiglu-s1 (iter 50 of 100)" in summary["incomplete_runs"][0]
     assert arm(summary, "swiglu")["vs_baseline_macro_f1"]["seeds"] == [0, 2]
+
+
+# --- the reports kept in the repository ----------------------------------------------------------
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
+# a machine's absolute path: a slash that starts a word, then a folder ("/work/shared/...", "/home/me/...")
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~/])/[\w.-]+/")
+
+
+def strings_in(value):
+    """Every string of a parsed JSON value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+
+
+def test_the_absolute_path_pattern_tells_a_machines_path_from_a_relative_one():
+    for text in ("files: /work/shared/corpora/shakespeare", "files: train=/home/me/train.csv", "/tmp/report/summary.md"):
+        assert ABSOLUTE_PATH.search(text), text
+    for text in ("files: ../shared/corpora/shakespeare", "docs/results/sweep_lr/runs", "2.05k tokens/step", "n_layer/n_head/n_embd", "+/-"):
+        assert not ABSOLUTE_PATH.search(text), text
+
+
+def test_the_kept_reports_and_runs_name_no_absolute_path():
+    """Reports in docs/results are read on other machines: the paths in them are relative to the repository."""
+    checked, found = 0, []
+    for path in sorted(RESULTS.rglob("*")):
+        if path.suffix == ".md":
+            texts = [path.read_text()]
+        elif path.suffix == ".json":
+            texts = list(strings_in(json.loads(path.read_text())))
+        elif path.name == "metrics.jsonl":
+            texts = list(strings_in(read_metrics(path.parent)))
+        else:
+            continue
+        checked += 1
+        found += [f"{path.relative_to(RESULTS)}: {text!r}" for text in texts if ABSOLUTE_PATH.search(text)]
+    assert checked > 0 and not found, found[:5]

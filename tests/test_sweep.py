@@ -1,5 +1,5 @@
 """Tests for sweeps: compare.py --sweep (syntax, plan, one-line refusals, a real launch that is
-resumable) and sweep.py's report (axis, per-point tests, each arm at its own best point with a
+resumable) and their report (axis, per-point tests, each arm at its own best point with a
 cross-fitted CI) and the power estimate that every report prints."""
 
 import json
@@ -11,21 +11,23 @@ from scipy import stats
 from test_report import write_run
 
 import compare
-import report
-import sweep
+import core.launch
+import core.render
+import core.runs
+import core.stats
 
 # --- syntax and plan ------------------------------------------------------------------------------
 
 
 def test_one_key_and_keys_varied_together_parse():
-    one = sweep.parse_sweep("learning_rate=1e-3,3e-3")
+    one = core.launch.parse_sweep("learning_rate=1e-3,3e-3")
     assert one.keys == ("learning_rate",) and one.points == (("1e-3",), ("3e-3",))
-    shape = sweep.parse_sweep("n_layer/n_head/n_embd=2/2/48,4/4/96")
+    shape = core.launch.parse_sweep("n_layer/n_head/n_embd=2/2/48,4/4/96")
     assert shape.keys == ("n_layer", "n_head", "n_embd")
     assert shape.label(shape.points[1]) == "n_layer=4,n_head=4,n_embd=96"
     assert shape.overrides(shape.points[0]) == ["--n_layer=2", "--n_head=2", "--n_embd=48"]
-    assert sweep.parse_point_label("n_layer=4,n_head=4,n_embd=96") == {"n_layer": "4", "n_head": "4", "n_embd": "96"}
-    assert sweep.parse_point_label("swiglu-s0") is None
+    assert core.runs.parse_point_label("n_layer=4,n_head=4,n_embd=96") == {"n_layer": "4", "n_head": "4", "n_embd": "96"}
+    assert core.runs.parse_point_label("swiglu-s0") is None
 
 
 @pytest.mark.parametrize(
@@ -67,13 +69,14 @@ def test_sweep_refusals_name_the_problem(tmp_path, capsys):
 
 
 def test_a_sweep_plans_every_point_seed_major_in_its_own_folder():
-    plan = compare.plan_sweep([Path("swiglu.py"), Path("gelu.py")], [0, 1], Path("runs"), sweep.parse_sweep("n_layer/n_embd=1/16,2/32"))
+    sweep = core.launch.parse_sweep("n_layer/n_embd=1/16,2/32")
+    plan = core.launch.plan_sweep([Path("swiglu.py"), Path("gelu.py")], [0, 1], Path("runs"), sweep)
     assert [(run.seed, run.out_dir.parent.name, run.config_file.stem) for run in plan] == [
         (seed, point, arm) for seed in (0, 1) for point in ("n_layer=1,n_embd=16", "n_layer=2,n_embd=32") for arm in ("swiglu", "gelu")
     ]
     assert plan[2].out_dir == Path("runs/n_layer=2,n_embd=32/swiglu-s0")
     assert plan[2].overrides == ["--n_layer=2", "--n_embd=32"]
-    command = compare.launch_command("train.py", plan[2], "fresh", ["--max_iters=5"], "group")
+    command = core.launch.launch_command("train.py", plan[2], "fresh", ["--max_iters=5"], "group")
     # the point's keys come after the launch's own, so they are what the run trains with
     assert command[command.index("--max_iters=5") + 1 : command.index("--max_iters=5") + 3] == ["--n_layer=2", "--n_embd=32"]
     assert "--wandb_run_name=swiglu-s0-n_layer=2,n_embd=32" in command and "--wandb_group=group" in command
@@ -118,7 +121,7 @@ def test_a_size_sweep_trains_every_point_reports_it_and_skips_it_when_complete(c
     assert result["axis"] == {"label": "non-embedding parameters (gelu)", "log": True}
     assert [p["label"] for p in result["points"]] == ["n_head=2,n_embd=12", "n_head=2,n_embd=24"]
     for point in result["points"]:
-        runs = [report.load_run(d) for d in sorted((tmp_path / "runs" / point["label"]).iterdir())]
+        runs = [core.runs.load_run(d) for d in sorted((tmp_path / "runs" / point["label"]).iterdir())]
         # each run trained at its point, in the sweep's wandb group
         assert {run.config["n_embd"] for run in runs} == {point["values"]["n_embd"]}
         assert {run.config["wandb_group"] for run in runs} == {"sweep-swiglu-gelu-n_head-n_embd"}
@@ -257,25 +260,25 @@ def rejection_rate(effect, n, trials=4000, seed=0):
 
 @pytest.mark.parametrize("n", [3, 5])
 def test_the_detectable_difference_is_detected_four_times_in_five(n):
-    estimate = report.power_estimate(0.01, 1.0, n)
+    estimate = core.stats.power_estimate(0.01, 1.0, n)
     assert 0.76 < rejection_rate(estimate["detectable_diff"], n) < 0.84
     assert 0.3 < rejection_rate(estimate["detectable_diff"] / 2, n) < 0.6  # half of it: clearly less often
 
 
 @pytest.mark.parametrize("diff", [0.4, 1.0, 3.0])
 def test_the_seeds_needed_are_the_fewest_that_detect_the_difference(diff):
-    needed = report.power_estimate(diff, 1.0, 3)["seeds_needed"]
+    needed = core.stats.power_estimate(diff, 1.0, 3)["seeds_needed"]
     assert rejection_rate(diff, needed) >= 0.77
     if needed > 2:
         assert rejection_rate(diff, needed - 1) < 0.83
 
 
 def test_no_power_estimate_without_a_spread():
-    assert report.power_estimate(0.1, None, 1)["detectable_diff"] is None
-    zero = {"diff_mean": 0.0, "diff_std": 0.1, "n_pairs": 3, "power": report.power_estimate(0.0, 0.1, 3)}
-    tiny = {"diff_mean": 1e-5, "diff_std": 1.0, "n_pairs": 3, "power": report.power_estimate(1e-5, 1.0, 3)}
-    assert report.format_seeds_needed(zero) == "—" and "the measured difference is zero" in report.describe_power(zero)
-    assert report.format_seeds_needed(tiny) == "over 1000" and "needs over 1000 seeds" in report.describe_power(tiny)
+    assert core.stats.power_estimate(0.1, None, 1)["detectable_diff"] is None
+    zero = {"diff_mean": 0.0, "diff_std": 0.1, "n_pairs": 3, "power": core.stats.power_estimate(0.0, 0.1, 3)}
+    tiny = {"diff_mean": 1e-5, "diff_std": 1.0, "n_pairs": 3, "power": core.stats.power_estimate(1e-5, 1.0, 3)}
+    assert core.render.format_seeds_needed(zero) == "—" and "the measured difference is zero" in core.render.describe_power(zero)
+    assert core.render.format_seeds_needed(tiny) == "over 1000" and "needs over 1000 seeds" in core.render.describe_power(tiny)
 
 
 def test_the_comparison_report_says_what_its_seeds_can_detect(tmp_path):
@@ -286,7 +289,7 @@ def test_the_comparison_report_says_what_its_seeds_can_detect(tmp_path):
     markdown = (tmp_path / "r" / "summary.md").read_text()
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     swiglu = next(arm for arm in summary["arms"] if arm["arm"] == "swiglu")["vs_baseline"]
-    detectable = report.power_estimate(swiglu["diff_mean"], swiglu["diff_std"], 3)["detectable_diff"]
+    detectable = core.stats.power_estimate(swiglu["diff_mean"], swiglu["diff_std"], 3)["detectable_diff"]
     assert f"3 seeds detect a difference of ±{detectable:.4f} with 80% power" in markdown
 
 

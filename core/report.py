@@ -1,0 +1,169 @@
+"""The reporter compare.py calls: from loaded runs to a report on disk, for a comparison and for a sweep.
+
+Both start the same way (check_runs): the runs must be of one task and comparable (unless
+allow_mismatch), and only complete runs are reported; the others are named as left out. A
+comparison (report) writes the task's figure of curves, summary.md and summary.json; a sweep
+(report_sweep), a comparison at each point, writes sweep.png, sweep.md and sweep.json. With
+use_wandb either also logs its table and figure to a wandb run in the runs' group. Each returns
+what its JSON file holds. core/stats.py explains the statistics.
+"""
+
+import json
+from pathlib import Path
+
+from core.render import (
+    describe_setup,
+    log_sweep_to_wandb,
+    log_to_wandb,
+    markdown_table,
+    plot_curves,
+    plot_sweep,
+    sweep_markdown,
+    sweep_title,
+)
+from core.runs import ReportError, assign_arm_labels, check_comparable, common_task, parse_point_label
+from core.stats import Point, along_axis, group_by_arm, is_tuning_sweep, own_best, summarize
+
+
+def check_runs(runs, allow_mismatch, where=""):
+    """(task, mismatch, complete runs, the others described): what every report starts from.
+
+    ReportError if the runs are of different tasks, or differ in what makes them comparable
+    without allow_mismatch (`where` says which point of a sweep); else mismatch is that
+    difference in one line, or None.
+    """
+    task = common_task(runs)
+    mismatch = check_comparable(runs, task)
+    if mismatch and not allow_mismatch:
+        raise ReportError(f"{where}{mismatch}")
+    complete = [run for run in runs if run.complete]
+    incomplete = [run.describe_incomplete() for run in runs if not run.complete]
+    return task, mismatch, complete, incomplete
+
+
+def make_report_dir(out_dir):
+    """The report folder as a Path, made if need be; ReportError if it cannot be."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ReportError(f"cannot create the report folder {out_dir} ({error.strerror})") from None
+    return out_dir
+
+
+def write_tables(out_dir, stem, header, table, result, figure_path):
+    """<stem>.md (a header line, then the Markdown table) and <stem>.json in out_dir, and the same on screen."""
+    (out_dir / f"{stem}.md").write_text(f"{header}\n\n{table}")
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(header)
+    print(table, end="")
+    print(f"wrote {figure_path}, {out_dir / f'{stem}.md'}, {out_dir / f'{stem}.json'}")
+
+
+# -----------------------------------------------------------------------------
+# A comparison
+
+
+def report(runs, out_dir, baseline, allow_mismatch=False, use_wandb=False):
+    """Check, summarize and write the report for runs (all of one task); return the summary dict."""
+    task, mismatch, complete, incomplete = check_runs(runs, allow_mismatch)
+    assign_arm_labels(runs)
+    if not complete:
+        raise ReportError("no complete runs to report on; incomplete: " + "; ".join(incomplete))
+    summary = summarize(complete, baseline, task)
+    summary["incomplete_runs"] = incomplete
+    summary["mismatch"] = mismatch
+
+    out_dir = make_report_dir(out_dir)
+    figure_path = out_dir / task.figure
+    plot_curves(group_by_arm(complete), summary, figure_path, task)
+    write_tables(out_dir, "summary", describe_setup(summary, task), markdown_table(summary, task), summary, figure_path)
+    if use_wandb:
+        log_to_wandb(summary, figure_path, complete[0].config, task)
+    return summary
+
+
+# -----------------------------------------------------------------------------
+# A sweep
+
+
+def read_point(label, runs, arms, allow_mismatch, baseline):
+    """A Point from one point's runs, or None while some arm of the sweep (`arms`) has no complete run
+    there yet; and the descriptions of the runs left out."""
+    task, _, complete, incomplete = check_runs(runs, allow_mismatch, where=f"at {label}: ")
+    complete.sort(key=lambda run: str(run.dir))  # the same report however the runs were found
+    waiting = sorted(set(arms) - {run.arm for run in complete})
+    if waiting:  # a sweep still running: this point cannot be compared yet
+        return None, incomplete + [f"{run.dir} (complete, waiting for a complete {waiting[0]} run at {label})" for run in complete]
+    keys = parse_point_label(label) or {}
+    values = {key: complete[0].config.get(key, text) for key, text in keys.items()}
+    key = task.comparisons[0].key
+    finals = {}
+    for run in complete:
+        finals.setdefault(run.arm, {})[run.seed] = run.end[key]
+    return Point(label, values, summarize(complete, baseline, task), finals), incomplete
+
+
+def read_sweep(runs_by_point, baseline, allow_mismatch):
+    """(task, points in axis order, axis, incomplete runs) of a sweep given as {point label: its runs}."""
+    all_runs = [run for runs in runs_by_point.values() for run in runs]
+    if not all_runs:
+        raise ReportError("the sweep has no runs")
+    task = common_task(all_runs)
+    key_sets = {tuple(parse_point_label(label) or ()) for label in runs_by_point}
+    if len(key_sets) > 1:
+        raise ReportError(
+            f"the folder mixes sweeps of different keys ({'; '.join('/'.join(keys) for keys in sorted(key_sets))}): report each on its own"
+        )
+    for runs in runs_by_point.values():
+        assign_arm_labels(runs)
+    arms = sorted({run.arm for run in all_runs})
+    if baseline not in arms:
+        raise ReportError(
+            f"baseline arm {baseline!r} has no runs in the sweep; arms present: {', '.join(arms)} (choose one with --baseline)"
+        )
+    points, incomplete = [], []
+    for label, runs in runs_by_point.items():
+        point, left_out = read_point(label, runs, arms, allow_mismatch, baseline)
+        incomplete += left_out
+        if point is not None:
+            points.append(point)
+    if not points:
+        raise ReportError("no point of the sweep has complete runs of every arm yet; left out: " + "; ".join(incomplete))
+    points, axis = along_axis(points, baseline)
+    return task, points, axis, incomplete
+
+
+def sweep_result(task, points, axis, incomplete, baseline):
+    """What sweep.json holds: every point's comparison and, in a tuning sweep, each arm at its own best point."""
+    arms = sorted((entry["arm"] for entry in points[0].summary["arms"]), key=lambda arm: arm == baseline)  # the baseline last
+    result = {
+        "keys": list(parse_point_label(points[0].label) or {}),
+        "baseline": baseline,
+        "metric": task.comparisons[0].key,
+        "arms": arms,
+        "axis": {"label": axis.label, "log": axis.log},
+        "data": points[0].summary["data"],
+        "points": [
+            {"label": p.label, "values": p.values, "x": x, **p.summary, "finals_by_seed": p.finals}
+            for p, x in zip(points, axis.x, strict=True)
+        ],
+        "incomplete_runs": incomplete,
+    }
+    if is_tuning_sweep(points, baseline, task.unit):
+        result["own_best"] = {arm: own_best(points, arm, baseline, task.higher_is_better) for arm in arms if arm != baseline}
+    return result
+
+
+def report_sweep(runs_by_point, out_dir, baseline, allow_mismatch=False, use_wandb=False):
+    """Report a sweep, {point label: its runs}: write sweep.png, sweep.md and sweep.json; return the result."""
+    task, points, axis, incomplete = read_sweep(runs_by_point, baseline, allow_mismatch)
+    result = sweep_result(task, points, axis, incomplete, baseline)
+    out_dir = make_report_dir(out_dir)
+    title = sweep_title(result, points, task)
+    figure = out_dir / "sweep.png"
+    plot_sweep(points, axis, result, task, figure, title)
+    write_tables(out_dir, "sweep", title, sweep_markdown(result, task), result, figure)
+    if use_wandb:
+        log_sweep_to_wandb(result, figure, next(iter(runs_by_point.values()))[0].config, task)  # project and group: the runs'
+    return result
