@@ -8,7 +8,7 @@ import torch
 from core.configurator import ConfigError
 
 # Dense bf16 tensor-core peak in FLOP/s (no sparsity), matched against torch.cuda.get_device_name().
-# Order matters: the first substring that matches wins (e.g. "H100 PCIe" before "H100").
+# Order matters: the first key found in the name (as whole words) wins (e.g. "H100 PCIe" before "H100").
 PEAK_BF16_FLOPS = [
     ("H200", 989e12),
     ("H100 PCIe", 756e12),
@@ -110,4 +110,5 @@ def peak_flops(device, override_tflops=None):
     if device_type(device) != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    return next((flops for key, flops in PEAK_BF16_FLOPS if key in name), None)
+    # whole words only: "L4" must not match an L40, nor "T4" a T400
+    return next((flops for key, flops in PEAK_BF16_FLOPS if re.search(rf"\b{re.escape(key)}\b", name)), None)
