@@ -141,9 +141,9 @@ class ClassifyConfig(RunConfig):
     init_from: str = "scratch"  # scratch, resume (continue out_dir), or a train.py out_dir to fine-tune ('{seed}' = this seed)
     tokenizer: str = "gpt2"  # from scratch: a tiktoken encoding, or char (the characters of the train texts)
     pooling: str = "last"  # the head reads: last = the last real token's hidden state, mean = the mean over real tokens
-    # defaults of their own: the shape is for a scratch model (a pretrained backbone keeps its own)
+    # defaults of their own
     out_dir: str = "out-classify"
-    n_layer: int = 4
+    n_layer: int = 4  # from scratch: the model shape and MLP (a pretrained backbone keeps its own)
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.1  # applies to a pretrained backbone too

@@ -52,6 +52,13 @@ def field_comments(cls):
     return comments
 
 
+def help_order(cls):
+    """cls's fields, its own first (a script's data keys), then those of the config it extends (the keys every trainer shares)."""
+    inherited = {f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base) for f in dataclasses.fields(base)}
+    every = dataclasses.fields(cls)
+    return [f for f in every if f.name not in inherited] + [f for f in every if f.name in inherited]
+
+
 def help_text(cls, prog, description="", usage=None):
     """Usage line plus every field with its default and comment.
 
@@ -67,7 +74,7 @@ def help_text(cls, prog, description="", usage=None):
     else:
         lines.append("Config files are Python run in their own namespace (like nanoGPT's): run only ones you trust as code.")
         lines.append("keys (default) — config files set them as `key = value`, the command line as --key=value:")
-    for f in dataclasses.fields(cls):
+    for f in help_order(cls):
         hint = hints[f.name]
         type_name = "a,b,..." if is_tuple(hint) else getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
         lines.append(f"  --{f.name}={f.default!r}  ({type_name}) {comments.get(f.name, '')}".rstrip())
