@@ -33,7 +33,7 @@ with interrupt_guard(__name__, "classify.py"):  # torch takes seconds to import
     import torch.nn.functional as F
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    from core.checkpoint import MODEL_KEYS, gpt_from_args, load_checkpoint, model_from_checkpoint
+    from core.checkpoint import MODEL_KEYS, gpt_from_args, load_checkpoint, load_weights, model_from_checkpoint
     from core.configs import ClassifyConfig
     from core.configurator import ConfigError
     from core.hardware import autocast, enable_tf32, resolve_device, resolve_dtype
@@ -41,16 +41,17 @@ with interrupt_guard(__name__, "classify.py"):  # torch takes seconds to import
         Run,
         TrainingError,
         check_resumable,
+        claim_out_dir,
         finish_run,
         get_lr,
         make_optimizer,
         open_metrics,
         restore_optimizer,
+        resume_checkpoint,
         run_trainer,
         save_run,
         seed_dropout,
         set_lr,
-        start_out_dir,
         stop_message,
         stop_on_signals,
     )
@@ -59,9 +60,34 @@ with interrupt_guard(__name__, "classify.py"):  # torch takes seconds to import
     from model import GPT, GPTClassifier, GPTConfig
 
 # What a classify checkpoint holds beyond the weights: enough to rebuild model, tokenizer and labels, and to resume.
-CLASSIFY_KEYS = ("model", "model_args", "data_meta", "label_names", "pooling", "optimizer", "config", "iter", "best_macro_f1", "elapsed")
-# Keys that decide which texts a resumed run trains on, in which order: a resume must keep them.
-RUN_DEFINING_KEYS = ("seed", "batch_size")
+CLASSIFY_KEYS = (
+    "model",
+    "model_args",
+    "data_meta",
+    "label_names",
+    "pooling",
+    "optimizer",
+    "config",
+    "iter",
+    "best_macro_f1",
+    "elapsed",
+    "rng",
+)
+# Keys that decide which texts a resumed run trains and is scored on, in which order: a resume must keep them.
+RUN_DEFINING_KEYS = (
+    "seed",
+    "batch_size",
+    "block_size",
+    "train_file",
+    "test_file",
+    "hf_dataset",
+    "hf_config",
+    "train_split",
+    "test_split",
+    "text_column",
+    "label_column",
+    "labels",
+)
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -113,25 +139,39 @@ def train_indices(seed, iteration, batch_size, n):
 # ---- model -----------------------------------------------------------------------------------
 
 
-def build_classifier(cfg, label_names, train_texts, checkpoint):
-    """(classifier, tokenizer, data_meta): from scratch, from a pretrained train.py run, or a resumed classify run."""
+def load_pretrained(cfg):
+    """(checkpoint, tokenizer) of the train.py run to fine-tune (init_from names its out_dir), else None.
+
+    Read before out_dir is made, so a wrong init_from leaves nothing behind.
+    """
+    if cfg.init_from in ("scratch", "resume"):
+        return None
+    pretrained = load_checkpoint(cfg.init_from, required=MODEL_KEYS, written_by="train.py")
+    if "label_names" in pretrained:
+        raise ConfigError(
+            f"init_from={cfg.init_from} is a classify.py run, not a language model; fine-tune a train.py run, "
+            f"or continue that one with --out_dir={cfg.init_from} --init_from=resume"
+        )
+    return pretrained, tokenizer_from_meta(pretrained["data_meta"])
+
+
+def build_classifier(cfg, label_names, train_texts, checkpoint, pretrained):
+    """(classifier, tokenizer, data_meta): resumed from `checkpoint`, fine-tuned from `pretrained`, or from scratch."""
     if checkpoint is not None:  # resume: everything as the run saved it
         tokenizer = tokenizer_from_meta(checkpoint["data_meta"])
-        backbone = gpt_from_args(checkpoint["model_args"])
-        model = GPTClassifier(backbone, len(label_names), checkpoint["pooling"])
-        model.load_state_dict(checkpoint["model"])
+        model = GPTClassifier(gpt_from_args(checkpoint["model_args"]), len(label_names), checkpoint["pooling"])
+        load_weights(model, checkpoint)
         return model, tokenizer, checkpoint["data_meta"]
     torch.manual_seed(cfg.seed)
-    if cfg.init_from == "scratch":
+    if pretrained is not None:
+        tokenizer = pretrained[1]
+        backbone = model_from_checkpoint(pretrained[0], dropout=cfg.dropout)
+    else:
         if cfg.tokenizer == "char":
             tokenizer = CharTokenizer(sorted(set("".join(train_texts)) - {CHAR_SEPARATOR}))
         else:
             tokenizer = get_tokenizer(cfg.tokenizer)
         backbone = GPT(GPTConfig(**cfg.model_fields(), vocab_size=tokenizer.vocab_size))
-    else:
-        pretrained = load_checkpoint(cfg.init_from, required=MODEL_KEYS)
-        tokenizer = tokenizer_from_meta(pretrained["data_meta"])
-        backbone = model_from_checkpoint(pretrained, dropout=cfg.dropout)
     model = GPTClassifier(backbone, len(label_names), cfg.pooling)
     return model, tokenizer, tokenizer.meta()
 
@@ -185,11 +225,13 @@ def classify(cfg):
         cfg.label_column,
         tuple(filter(None, cfg.labels.split(","))),
     )
-    checkpoint = start_out_dir(cfg, device, CLASSIFY_KEYS)
-    if checkpoint is not None:
-        check_same_run(cfg, checkpoint, data)
-    run = start_run(cfg, data, checkpoint, device)
-    return finish(run, train_loop(run))
+    pretrained = load_pretrained(cfg)
+    with claim_out_dir(cfg):
+        checkpoint = resume_checkpoint(cfg, device, CLASSIFY_KEYS, "classify.py")
+        if checkpoint is not None:
+            check_same_run(cfg, checkpoint, data)
+        run = start_run(cfg, data, checkpoint, pretrained, device)
+        return finish(run, train_loop(run))
 
 
 def check_same_run(cfg, checkpoint, data):
@@ -252,9 +294,9 @@ def train_loop(run):
     return None
 
 
-def start_run(cfg, data, checkpoint, device):
-    """Model, tokenized texts, optimizer and metrics log, fresh or from the checkpoint being resumed."""
-    model, tokenizer, tokenizer_meta = build_classifier(cfg, data.label_names, data.train_texts, checkpoint)
+def start_run(cfg, data, checkpoint, pretrained, device):
+    """Model, tokenized texts, optimizer and metrics log: resumed, fine-tuned from a pretrained run, or from scratch."""
+    model, tokenizer, tokenizer_meta = build_classifier(cfg, data.label_names, data.train_texts, checkpoint, pretrained)
     if tokenizer.vocab_size > model.backbone.config.vocab_size:
         raise DataError(f"tokenizer {tokenizer.name} has {tokenizer.vocab_size} tokens, more than the backbone's vocab_size")
     block_size = min(cfg.block_size, model.backbone.config.block_size)

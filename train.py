@@ -39,16 +39,17 @@ with interrupt_guard(__name__, "train.py"):  # torch takes seconds to import
         Run,
         TrainingError,
         check_resumable,
+        claim_out_dir,
         finish_run,
         get_lr,
         make_optimizer,
         open_metrics,
         restore_optimizer,
+        resume_checkpoint,
         run_trainer,
         save_run,
         seed_dropout,
         set_lr,
-        start_out_dir,
         stop_message,
         stop_on_signals,
     )
@@ -189,8 +190,11 @@ def train(cfg):
     """Train as cfg says; returns a summary dict (final and best val loss, iterations, tokens, time)."""
     rank, world_size, device = setup_distributed(cfg)
     try:
-        run = start_run(cfg, rank, world_size, device)
-        return finish(run, train_loop(run))
+        check_cuda_graphs(cfg, cfg.gradient_accumulation_steps // world_size)
+        data = load_data(cfg)
+        with claim_out_dir(cfg, master=rank == 0):
+            run = start_run(cfg, data, rank, world_size, device)
+            return finish(run, train_loop(run))
     finally:
         if world_size > 1:
             torch.distributed.destroy_process_group()
@@ -267,11 +271,9 @@ def train_loop(run):
     return None
 
 
-def start_run(cfg, rank, world_size, device):
-    """Everything the loop needs: data, model, optimizer, metrics, fresh or from out_dir's checkpoint."""
-    check_cuda_graphs(cfg, cfg.gradient_accumulation_steps // world_size)
-    data = load_data(cfg)
-    checkpoint = start_out_dir(cfg, device, RESUME_KEYS, master=rank == 0)
+def start_run(cfg, data, rank, world_size, device):
+    """Everything the loop needs: model, optimizer, metrics, fresh or from out_dir's checkpoint."""
+    checkpoint = resume_checkpoint(cfg, device, RESUME_KEYS, "train.py")
     if checkpoint is not None:
         check_same_run(cfg, checkpoint, data)
     dtype = resolve_dtype(cfg.dtype, device)

@@ -12,7 +12,6 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -22,8 +21,9 @@ import torch
 
 from core.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temp, save_checkpoint
 from core.configurator import ConfigError, load_config
-from core.entry import RunFailed, run_main
+from core.entry import STOP_SIGNALS, RunFailed, restore_signals, run_main, take_signals
 from core.hardware import device_type
+from core.lock import exclusive_folder
 from core.metrics import MetricsLog, start_metrics, start_wandb
 
 
@@ -90,36 +90,46 @@ def seed_dropout(cfg, rank, checkpoint):
 
 @contextmanager
 def stop_on_signals():
-    """Yields a dict whose 'signal' is set by SIGINT/SIGTERM, so the loop can save and stop."""
+    """Yields a dict whose 'signal' is set by SIGINT, SIGTERM or SIGHUP (unless ignored, as under nohup), so the loop can save and stop."""
     requested = {"signal": None}
-    if threading.current_thread() is threading.main_thread():
-        previous = {s: signal.signal(s, lambda signum, frame: requested.update(signal=signum)) for s in (signal.SIGINT, signal.SIGTERM)}
-    else:
-        previous = {}
+    previous = take_signals((signal.SIGINT, *STOP_SIGNALS), lambda signum, frame: requested.update(signal=signum))
     try:
         yield requested
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        restore_signals(previous)
 
 
 # ---- start: out_dir, resume, metrics ---------------------------------------------------------
 
 
-def start_out_dir(cfg, device, required, master=True):
-    """Make out_dir; return the checkpoint to resume (init_from=resume), else None, refusing to overwrite a run there.
+@contextmanager
+def claim_out_dir(cfg, master=True):
+    """Make out_dir and hold it for this run while the block runs: a second writer is refused (core/lock.py).
 
-    `required` are the keys the checkpoint must hold. Only the master process removes the
-    temporary file that a kill during a save leaves (the checkpoint itself is whole).
+    Only the master process holds it, and it alone removes the temporary file that a kill during
+    a save leaves (the checkpoint itself is whole): with the folder held, that file is no other
+    run's save in progress.
     """
     try:
         os.makedirs(cfg.out_dir, exist_ok=True)
     except OSError as e:  # a file of that name, or no permission
         raise ConfigError(f"out_dir {cfg.out_dir} cannot be used as a folder: {e.strerror}") from None
-    if master:
+    if not master:
+        yield
+        return
+    with exclusive_folder(cfg.out_dir):
         remove_stale_temp(cfg.out_dir)
+        yield
+
+
+def resume_checkpoint(cfg, device, required, script):
+    """The checkpoint to continue (init_from=resume), else None, refusing to overwrite a run in out_dir.
+
+    `required` are the keys a checkpoint of `script` holds; a checkpoint without them is named as
+    not `script`'s.
+    """
     if cfg.init_from == "resume":
-        return load_checkpoint(cfg.out_dir, map_location=device, required=required)
+        return load_checkpoint(cfg.out_dir, map_location=device, required=required, written_by=script)
     if (Path(cfg.out_dir) / CHECKPOINT_NAME).exists():
         raise ConfigError(f"{cfg.out_dir} already holds a checkpoint; continue it with --init_from=resume or choose another out_dir")
     return None

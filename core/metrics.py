@@ -13,15 +13,18 @@ and confusion; end has best_macro_f1, final_accuracy, final_macro_f1 and final_t
 A resumed run appends a config line marked "resumed_at" (the checkpoint's iteration) after the
 records up to its checkpoint; records past the checkpoint are dropped, because the resume repeats
 that training exactly. Nothing else is ever removed: finished_part() gives what a reader should use.
+Every line is valid JSON: a number that is not finite (a diverged loss) is written as null.
 """
 
 import json
+import math
 import netrc
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.atomic import atomic_write
+from core.entry import RunFailed
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -76,8 +79,22 @@ def start_metrics(out_dir, config_record, resumed_at=None):
         config_record = {**config_record, "resumed_at": resumed_at}
         if path.exists():
             kept = [r for r in read_metrics(out_dir) if record_precedes(r, resumed_at)]
-    with atomic_write(path) as f:
-        f.writelines(json.dumps(r) + "\n" for r in [*kept, config_record])
+    try:
+        with atomic_write(path) as f:
+            f.writelines(json.dumps(finite_or_null(r), allow_nan=False) + "\n" for r in [*kept, config_record])
+    except OSError as e:
+        raise RunFailed(f"could not write {path} ({e.strerror or e}); it is as it was") from None
+
+
+def finite_or_null(value):
+    """`value` with every NaN or infinity (at any depth) as None: JSON has no such numbers, and a reader must not average them in."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(item) for item in value]
+    return value
 
 
 def record_precedes(record, resumed_at):
@@ -125,8 +142,12 @@ class MetricsLog:
         self.wandb_run = wandb_run
 
     def write(self, record):
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        record = finite_or_null(record)
+        try:
+            self.file.write(json.dumps(record, allow_nan=False) + "\n")
+            self.file.flush()
+        except OSError as e:
+            raise RunFailed(f"could not write {self.path} ({e.strerror or e})") from None
         if self.wandb_run is not None and record["event"] in WANDB_KEYS:
             names = WANDB_KEYS[record["event"]]
             point = {names[k]: v for k, v in record.items() if k in names and v is not None}

@@ -54,7 +54,8 @@ with interrupt_guard(__name__, "data/prepare.py"):  # nothing to clean up yet: o
 
     from core.atomic import atomic_write, remove_file, temp_path
     from core.configurator import load_options, note
-    from core.entry import Interrupted, run_main
+    from core.entry import Interrupted, RunFailed, run_main
+    from core.lock import exclusive_folder
     from core.paths import recorded_path
     from data.tokenizer import CharTokenizer, DataError, TiktokenTokenizer, Tokenizer, get_tokenizer
 
@@ -333,11 +334,23 @@ def _write_tokens(corpus: Corpus, tokenizer: Tokenizer, dtype: np.dtype, out, nu
 # ---------------------------------------------------------------- output folder
 
 
-def _check_out_dir(out_dir: Path, source: str, tokenizer_name: str, overwrite: bool) -> None:
-    """Refuse to replace a different dataset unless `overwrite`; create the folder, check it is writable."""
+def _make_out_dir(out_dir: Path) -> None:
+    """Create the folder (a file in its way, or one we cannot write into, is refused)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"--out_dir {out_dir} is a file, not a folder")
-    if not overwrite and (out_dir / "meta.json").exists():
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a read-only parent, or a regular file on the path
+        raise DataError(f"cannot create --out_dir {out_dir}: {e.strerror or e}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise DataError(f"--out_dir {out_dir} is not writable")
+
+
+def _check_replaceable(out_dir: Path, source: str, tokenizer_name: str, overwrite: bool) -> None:
+    """Refuse to replace a different dataset (or token files without meta.json) unless `overwrite`."""
+    if overwrite:
+        return
+    if (out_dir / "meta.json").exists():
         try:
             meta = json.loads((out_dir / "meta.json").read_text())
         except (OSError, ValueError):
@@ -345,14 +358,8 @@ def _check_out_dir(out_dir: Path, source: str, tokenizer_name: str, overwrite: b
         if (meta.get("source"), meta.get("tokenizer")) != (source, tokenizer_name):
             held = f"{meta.get('source', 'unknown source')}, tokenizer {meta.get('tokenizer', '?')}"
             raise DataError(f"{out_dir} already holds a different dataset ({held}); choose another --out_dir or pass --overwrite")
-    elif not overwrite and ((out_dir / "train.bin").exists() or (out_dir / "val.bin").exists()):
+    elif (out_dir / "train.bin").exists() or (out_dir / "val.bin").exists():
         raise DataError(f"{out_dir} holds token files without meta.json; choose another --out_dir or pass --overwrite")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # e.g. a read-only parent, or a regular file on the path
-        raise DataError(f"cannot create --out_dir {out_dir}: {e.strerror or e}") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise DataError(f"--out_dir {out_dir} is not writable")
 
 
 @contextlib.contextmanager
@@ -423,13 +430,19 @@ def prepare(
         texts = list(corpus)
         corpus = Corpus("in-memory texts", lambda: ([text] for text in texts))
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir, corpus.description, getattr(tokenizer, "name", tokenizer), overwrite)
-    if tokenizer == "char":
-        tokenizer = _char_tokenizer(corpus)
-    elif isinstance(tokenizer, str):
-        tokenizer = get_tokenizer(tokenizer)
-    dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)
+    _make_out_dir(out_dir)
+    with exclusive_folder(out_dir, "--out_dir"):  # two prepares into one folder would mix their files
+        _check_replaceable(out_dir, corpus.description, getattr(tokenizer, "name", tokenizer), overwrite)
+        if tokenizer == "char":
+            tokenizer = _char_tokenizer(corpus)
+        elif isinstance(tokenizer, str):
+            tokenizer = get_tokenizer(tokenizer)
+        return _write_dataset(corpus, out_dir, tokenizer, val_fraction, num_proc, progress)
 
+
+def _write_dataset(corpus: Corpus, out_dir: Path, tokenizer: Tokenizer, val_fraction: float, num_proc: int, progress: bool) -> dict:
+    """Encode the corpus into temporary token files, split off val, publish them with meta.json; returns the meta dict."""
+    dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)
     train_tmp, val_tmp = temp_path(out_dir / "train.bin"), temp_path(out_dir / "val.bin")
     try:
         with open(train_tmp, "w+b") as stream:
@@ -454,6 +467,8 @@ def prepare(
             "source": corpus.description,
         }
         _publish(out_dir, meta, train_tmp, val_tmp)
+    except OSError as e:  # a full disk, most often: name the folder, not only errno's words
+        raise RunFailed(f"could not write the dataset into {out_dir} ({e.strerror or e}); no partial files were left") from None
     finally:
         remove_file(train_tmp)
         remove_file(val_tmp)

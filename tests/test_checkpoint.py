@@ -177,3 +177,31 @@ def test_a_stale_temporary_file_is_removed(saved_once):
     assert remove_stale_temp(out_dir) is False
     temp_path(out_dir / CHECKPOINT_NAME).mkdir()  # not something save_checkpoint makes: left alone
     assert remove_stale_temp(out_dir) is False and temp_path(out_dir / CHECKPOINT_NAME).is_dir()
+
+
+def test_a_refused_file_gets_its_line_without_a_warning_before_it(tmp_path, recwarn):
+    import pickle
+
+    (tmp_path / "ckpt.pt").write_bytes(pickle.dumps({"model": {}}))  # a crafted plain pickle, not torch's format
+    assert "not a PyTorch checkpoint" in one_line_error(tmp_path)
+    assert [str(w.message) for w in recwarn] == []
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda c: c.update(data_meta="char"), "data_meta is a str, not a dict"),
+        (lambda c: c["model_args"].update(n_embd=24), "weights do not fit its model_args"),
+        (lambda c: c["model_args"].update(n_layer="two"), "model_args describe no model"),
+    ],
+    ids=["data_meta a string", "n_embd changed", "n_layer a word"],
+)
+def test_a_hand_edited_checkpoint_is_one_line_in_sample_py(trained_run, tmp_path, capsys, edit, words):
+    import sample
+
+    checkpoint = load_checkpoint(trained_run)
+    edit(checkpoint)
+    save_checkpoint(tmp_path, checkpoint)
+    assert sample.main([f"--out_dir={tmp_path}", "--device=cpu", "--max_new_tokens=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and err.count("\n") == 1, err

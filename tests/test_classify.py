@@ -173,3 +173,18 @@ def test_bad_inputs_give_one_clear_line(task, tmp_path, capsys):
     for argv, message in cases:
         code, err = run_main(argv, capsys)
         assert code == 2 and message in err and "\n" not in err, (argv, err)
+
+
+def test_a_checkpoint_of_the_other_script_is_one_line_and_touches_nothing(task, char_data, tmp_path, capsys):
+    """Fine-tuning needs a train.py run; resuming needs a classify.py run: each refusal says which, and makes no folder."""
+    train_file, test_file = task
+    base = [f"--train_file={train_file}", f"--test_file={test_file}", "--tokenizer=char", "--device=cpu", "--max_iters=2"]
+    classified = tmp_path / "classified"
+    classify(tiny_classify(task, classified, max_iters=2, eval_interval=2))
+    code, err = run_main([*base, f"--init_from={classified}", f"--out_dir={tmp_path / 'new'}"], capsys)
+    assert code == 2 and "is a classify.py run, not a language model" in err and f"--out_dir={classified}" in err, err
+    assert not (tmp_path / "new").exists()
+    pretrained = tmp_path / "lm"
+    train(tiny_config(char_data, pretrained, max_iters=2, eval_interval=2))
+    code, err = run_main([*base, f"--out_dir={pretrained}", "--init_from=resume"], capsys)
+    assert code == 2 and "lacks label_names, pooling" in err and "written by this project's classify.py" in err, err

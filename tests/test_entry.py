@@ -69,37 +69,37 @@ def test_the_interruption_line_says_what_was_left(capsys):
     assert capsys.readouterr().err == "x.py: interrupted by SIGINT; out/ckpt.pt is untouched\n"
 
 
-@pytest.fixture
-def sigterm_caught():
-    """SIGTERM recorded by a handler of the test's own, so a run_main that failed to take it over cannot kill pytest."""
+@pytest.fixture(params=[signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def stop_signal_caught(request):
+    """A stop signal recorded by a handler of the test's own, so a run_main that failed to take it over cannot kill pytest."""
     received = []
 
     def handler(signum, frame):
         received.append(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    yield handler, received
-    signal.signal(signal.SIGTERM, previous)
+    previous = signal.signal(request.param, handler)
+    yield request.param, handler, received
+    signal.signal(request.param, previous)
 
 
-def test_a_real_sigterm_during_the_body_is_status_143_and_runs_finally(capsys, sigterm_caught):
-    handler, received = sigterm_caught
+def test_a_real_stop_signal_during_the_body_is_128_plus_it_and_runs_finally(capsys, stop_signal_caught):
+    signum, handler, received = stop_signal_caught
     cleaned_up = []
 
     def body():
         try:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
             for _ in range(1000):  # the handler runs at the next bytecode boundary
                 pass
             return 0
         finally:
             cleaned_up.append(True)
 
-    assert run_main("x.py", body) == 143
+    assert run_main("x.py", body) == 128 + signum  # 143 for SIGTERM, 129 for SIGHUP (the terminal closed)
     assert cleaned_up == [True]
-    assert capsys.readouterr().err == "x.py: interrupted by SIGTERM\n"
+    assert capsys.readouterr().err == f"x.py: interrupted by {signal.Signals(signum).name}\n"
     assert received == []  # run_main's handler took it, not the one before
-    assert signal.getsignal(signal.SIGTERM) is handler  # and put that one back
+    assert signal.getsignal(signum) is handler  # and put that one back
 
 
 def test_the_previous_sigterm_handler_is_restored_after_a_normal_return_and_an_error():
@@ -195,3 +195,16 @@ def test_interrupt_guard_in_a_script_hands_sigterm_back_after_the_imports():
     result = run_guarded("pass\nprint(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "True\nnot reached\n"
+
+
+def test_an_ignored_signal_stays_ignored_so_nohup_runs_outlive_the_terminal():
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does before starting the script
+    try:
+        seen = []
+        assert run_main("x.py", lambda: seen.append(signal.getsignal(signal.SIGHUP))) == 0
+        assert seen == [signal.SIG_IGN]
+        with interrupt_guard("__main__", "x.py"):
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)

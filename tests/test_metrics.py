@@ -54,6 +54,36 @@ def test_each_record_is_on_disk_as_soon_as_it_is_written(tmp_path):
     log.close()
 
 
+def strict_json(line):
+    """json.loads that refuses NaN and Infinity, which are not JSON (Python writes and reads them by default)."""
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_numbers_that_are_not_finite_are_written_as_null(tmp_path):
+    resumed = {**CONFIG, "model": {"scale": float("-inf")}}
+    write_run(tmp_path, [evaluation(5, val_loss=float("nan")), train(10, loss=float("inf"))], config=resumed)
+    records = [strict_json(line) for line in lines(tmp_path)]
+    assert records[0]["model"]["scale"] is None and records[1]["val_loss"] is None and records[2]["loss"] is None
+    assert records[1]["train_loss"] == 2.0  # the finite numbers of the same record stay
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path):
+    from core.entry import RunFailed
+
+    start_metrics(tmp_path, CONFIG)
+    (tmp_path / METRICS_NAME).unlink()
+    (tmp_path / METRICS_NAME).symlink_to("/dev/full")  # every write to it fails with ENOSPC
+    log = MetricsLog(tmp_path)
+    with pytest.raises(RunFailed) as failed:
+        log.write(train(5))
+    assert str(failed.value) == f"could not write {tmp_path / METRICS_NAME} (No space left on device)"
+
+
 def test_a_fresh_start_replaces_an_old_file(tmp_path):
     write_run(tmp_path, [train(5), end(5)])
     start_metrics(tmp_path, {**CONFIG, "config": {"mlp": "gelu"}})

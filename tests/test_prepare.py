@@ -16,6 +16,8 @@ import tiktoken
 from conftest import GPT2_PATTERN, MERGES, make_corpus
 
 import data.prepare as prepare_module
+from core.entry import RunFailed
+from core.paths import recorded_path
 from data.prepare import Corpus, file_corpus, main, prepare
 from data.tokenizer import CharTokenizer, DataError, get_tokenizer, tokenizer_from_meta
 
@@ -75,7 +77,7 @@ def test_folder_round_trip_separates_documents(tmp_path, write_files, tiny_token
     assert meta["documents"] == 3 and meta["dtype"] == "uint16"
     assert meta["train_tokens"] + meta["val_tokens"] == len(tokens)
     assert (meta["tokenizer"], meta["vocab_size"], meta["eot_id"]) == ("tiny", 265, 264)
-    assert str(folder) in meta["source"]
+    assert recorded_path(folder) in meta["source"]
 
 
 def test_glob_and_file_inputs(tmp_path, write_files, tiny_tokenizer):
@@ -238,7 +240,7 @@ def test_inputs_are_positional_arguments(tmp_path, write_files, capsys):
     assert code == 0 and "note:" not in err, err
     meta, tokens = read_tokens(tmp_path / "out")
     assert tokenizer_from_meta(meta).decode(tokens) == "".join(doc + "\x00" for doc in ORDERED)
-    assert meta["val_fraction"] == 0.25 and meta["source"].startswith(f"files: {folder / 'a.txt'}, ")
+    assert meta["val_fraction"] == 0.25 and meta["source"].startswith(f"files: {recorded_path(folder / 'a.txt')}, ")
 
 
 def test_old_spellings_still_work_with_a_note(tmp_path, write_files, capsys):
@@ -397,7 +399,7 @@ def test_out_dir_with_a_different_dataset_needs_overwrite(tmp_path, write_files,
 
     code, err = run_cli([second, f"--out_dir={out}", "--tokenizer=char", "--overwrite"], capsys)
     assert code == 0, err
-    assert str(second) in json.loads((out / "meta.json").read_text())["source"]
+    assert recorded_path(second) in json.loads((out / "meta.json").read_text())["source"]
 
 
 def test_out_dir_that_cannot_be_created(tmp_path, write_files, capsys):
@@ -593,3 +595,15 @@ def test_prepare_checks_its_arguments_as_the_command_line_does(tmp_path, tiny_to
     with pytest.raises(DataError, match=message):
         prepare(make_corpus(), tmp_path / "out", tiny_tokenizer, **option)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_is_one_line_naming_the_folder_and_keeps_the_old_dataset(tmp_path, tiny_tokenizer, capsys):
+    out = tmp_path / "out"
+    prepare(make_corpus(), out, tiny_tokenizer)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (out / "train.bin.tmp").symlink_to("/dev/full")  # every write to it fails with ENOSPC
+    with pytest.raises(RunFailed) as failed:
+        prepare(make_corpus(), out, tiny_tokenizer, overwrite=True)
+    assert str(failed.value) == f"could not write the dataset into {out} (No space left on device); no partial files were left"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

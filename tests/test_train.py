@@ -76,7 +76,7 @@ def test_resume_continues_the_same_run_exactly(char_data, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_signal_saves_a_checkpoint_and_resume_finishes_the_same_run(char_data, tmp_path, signum, code):
     args = tiny_argv(data_dir=char_data, max_iters=200, eval_interval=100, eval_iters=2, log_interval=1)
     out = tmp_path / "run"
