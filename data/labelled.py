@@ -13,9 +13,13 @@ split and says what to change.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import functools
+import json
+import logging
+import math
 import os
 import re
 from collections import Counter
@@ -58,23 +62,23 @@ def load_labelled(
 ) -> LabelledData:
     """Read labelled texts from a pair of files or a Hugging Face dataset.
 
-    Give one source: train_file and test_file (CSV, JSON Lines / JSON or Parquet, told by the
-    extension, or by hf_dataset="csv", "json" or "parquet" for other names), or hf_dataset (a hub
-    name or a local folder, with hf_config, train_split and test_split, which may be slices such
-    as "train[:1000]"). Files never reach the network; a hub dataset may.
+    Give one source: train_file and test_file (CSV, JSON Lines / JSON or Parquet, told by the extension, or by
+    hf_dataset="csv", "json" or "parquet" for other names), or hf_dataset (a hub name or a local folder, with hf_config,
+    train_split and test_split, which may be slices such as "train[:1000]"). Files never reach the network; a hub one may.
 
-    Labels are compared as strings: 1 in a JSON file and "1" in a CSV file are the same label
-    (CSV cells are read as text, with nothing turned into a number or a missing value). A
-    ClassLabel column of a Hugging Face dataset gives its label names. `labels` keeps only the
-    rows with those labels, in both splits, and fixes the class order (class id = position in
-    `labels`); without it the classes are the train split's labels: in the ClassLabel's order,
-    else sorted (as numbers if all are integers, else as strings).
+    Labels are compared as strings: 1 in a JSON file and "1" in a CSV file are the same label (CSV cells are read as
+    text, with nothing turned into a number or a missing value). Typed labels may be strings, integers (exact at any
+    size; a number over 2**53 that the JSON reader turned into a float is refused, as it may have merged labels), whole
+    floats (1.0 is "1": pandas stores integer columns with gaps as floats) and bools ("true", "false", as JSON spells
+    them); anything else (lists, fractions) is an error. A ClassLabel column of a Hugging Face dataset gives its label
+    names. `labels` keeps only the rows with those labels, in both splits, and fixes the class order (class id = position
+    in `labels`); else the classes are the train split's, in the ClassLabel's order or sorted (numerically if integers).
 
-    Rows are never dropped silently, since that would change the task: a kept row with an empty,
-    whitespace-only or missing text, or a missing label, is an error that counts them and names
-    the first row (rows count from 1; a CSV header is not a row). So are a missing file or
-    column, a test label the train split does not have, a train split with one class, and a
-    split with no rows.
+    Rows are never dropped silently, since that would change the task: a kept row with an empty, whitespace-only or
+    missing text, or a missing label, is an error that counts them and names the first row (rows count from 1; a CSV
+    header is not a row). So are a missing, empty or unparsable file, a missing column, a test label the train split
+    does not have, a train split with one class or with about as many classes as rows (label_column names the text),
+    and a split with no rows.
     """
     _check_source(train_file, test_file, hf_dataset, train_split, test_split)
     labels = tuple(str(name) for name in labels)
@@ -90,7 +94,7 @@ def load_labelled(
         )
     train_texts, train_names, class_label_order, every_name = _texts_and_labels(*train, text_column, label_column, labels)
     seen = set(train_names)
-    label_names = _label_names(train[1], seen, labels, class_label_order, every_name)
+    label_names = _label_names(train[1], seen, labels, class_label_order, every_name, len(train_names))
 
     test_texts, test_names, _, _ = _texts_and_labels(*test, text_column, label_column, labels)
     _check_test_labels(test[1], test_names, seen, label_names, labels)
@@ -126,20 +130,20 @@ def _check_source(train_file: str, test_file: str, hf_dataset: str, train_split:
 def _check_test_labels(where: str, test_names: list, seen: set, label_names: list, labels: tuple) -> None:
     """Raise DataError if the test split has a label the train split lacks, or no rows at all."""
     if unseen := Counter(name for name in test_names if name not in seen):
-        shown = ", ".join(f"{name!r} ({count} rows)" for name, count in unseen.most_common(3))
-        more = f" and {len(unseen) - 3} more" if len(unseen) > 3 else ""
-        raise DataError(
-            f"{where} has labels the train split never saw: {shown}{more}; keep the shared ones with labels={','.join(label_names)}"
-        )
+        shown = ", ".join(f"{_short(name, 20)} ({count} rows)" for name, count in unseen.most_common(3))
+        more = f" and {len(unseen) - 3:,} more" if len(unseen) > 3 else ""
+        shared = ",".join(label_names)
+        hint = f"labels={shared}" if len(shared) <= 60 else "labels"  # a long list to copy would bury the message
+        raise DataError(f"{where} has labels the train split never saw: {shown}{more}; keep the shared ones with {hint}")
     if not test_names:
         raise DataError(f"{where} has no rows with the labels {','.join(labels)}")
 
 
-def _label_names(where: str, seen: set, labels: tuple, class_label_order: list | None, every_name: set) -> list:
+def _label_names(where: str, seen: set, labels: tuple, class_label_order: list | None, every_name: set, rows: int) -> list:
     """The class names in class-id order: `labels` as given, else the ClassLabel's order, else sorted."""
     if missing := [name for name in labels if name not in every_name]:
         hint = _did_you_mean(missing[0], every_name)
-        raise DataError(f"{where} has no label {', '.join(map(repr, missing))}{hint}; its labels are {_listed(every_name)}")
+        raise DataError(f"{where} has no label {_short(missing[0])}{hint}; its labels are {_listed(sorted(every_name))}")
     if labels:
         label_names = list(labels)
     elif class_label_order:
@@ -148,7 +152,11 @@ def _label_names(where: str, seen: set, labels: tuple, class_label_order: list |
         numeric = all(INTEGER.fullmatch(name) for name in seen)
         label_names = sorted(seen, key=lambda name: (int(name), name) if numeric else (0, name))
     if len(label_names) < 2:
-        raise DataError(f"{where} has only one class, {label_names[0]!r}: a classifier needs two or more (check label_column, labels)")
+        only = _short(label_names[0])
+        raise DataError(f"{where} has only one class, {only}: a classifier needs two or more (check label_column, labels)")
+    # Under two rows a class on average, nothing can be learnt: the label column is the text or an id.
+    if not labels and len(label_names) > 10 and 2 * len(label_names) > rows:
+        raise DataError(f"{where} has {len(label_names):,} distinct labels in {rows:,} rows: is label_column the text or an id?")
     return label_names
 
 
@@ -170,11 +178,21 @@ def _read_file(role: str, file: str, file_format: str = ""):
     where = f"{role} {file}"
     if not os.path.isfile(file):
         raise DataError(f"{where} not found")
+    if os.path.getsize(file) == 0:
+        raise DataError(f"{where} is empty")
     file_format = file_format or FORMATS.get(os.path.splitext(file)[1].lower())
     if file_format is None:
         raise DataError(f"{where}: unknown format; use a .csv, .jsonl, .json or .parquet file, or name the format with hf_dataset")
-    options = _csv_as_text(file) if file_format == "csv" else {}
-    return _checked_load(functools.partial(getattr(datasets.Dataset, f"from_{file_format}"), file, **options), where)
+    options, explain = {}, None
+    if file_format == "csv":
+        header = _csv_header(file, where)
+        # Every cell as the text it is: by default pandas turns "NA", "null" or "" into missing values
+        # and guesses number types chunk by chunk.
+        options = {"features": datasets.Features({name: datasets.Value("string") for name in header}), "keep_default_na": False}
+        explain = functools.partial(_separator_hint, header)
+    elif file_format == "json":
+        explain = functools.partial(_json_problem, file)
+    return _checked_load(functools.partial(getattr(datasets.Dataset, f"from_{file_format}"), file, **options), where, explain)
 
 
 def _load_hf(role: str, name: str, config: str | None, split: str):
@@ -185,36 +203,102 @@ def _load_hf(role: str, name: str, config: str | None, split: str):
     return _checked_load(functools.partial(datasets.load_dataset, name, config, split=split), where)
 
 
-def _checked_load(load, where: str):
-    """(load(), where), with datasets' errors and an empty split as DataErrors."""
+def _checked_load(load, where: str, explain=None):
+    """(load(), where), with datasets' errors and an empty split as DataErrors. explain(error) may
+    say what is wrong with the file better than the error does, or add a hint to its message."""
     import datasets
 
     datasets.disable_progress_bars()  # a bar per split of a 3 MB file is noise in the run's log
     try:
-        rows = load()
+        with _builder_errors_unlogged():
+            rows = load()
     except StopIteration:  # how the json reader says that a file is empty
         raise DataError(f"{where} has no rows") from None
     except Exception as e:  # hub, network and parser errors come in many types
         if "corresponds to no data" in str(e):  # how datasets says that a split or slice is empty
             raise DataError(f"{where} has no rows") from None
-        first_line = (str(e).strip() or type(e).__name__).splitlines()[0]
-        raise DataError(f"could not load {where}: {first_line}") from None
+        raise DataError(f"could not load {where}: {explain(e) if explain else _innermost(e)}") from None
     if len(rows) == 0:
         raise DataError(f"{where} has no rows")
     return rows, where
 
 
-def _csv_as_text(file: str) -> dict:
-    """The csv loader's options that read every cell as the text it is: without them pandas turns
-    "NA", "null" or "" into missing values and guesses number types chunk by chunk."""
-    import datasets
+@contextlib.contextmanager
+def _builder_errors_unlogged():
+    """Drop the error lines that datasets' file readers log before raising: the DataError says the
+    same in one line, and a second, longer line about the same file reads like a second problem."""
+    quiet = logging.Filter()
+    quiet.filter = lambda record: record.levelno < logging.ERROR
+    loggers = [logging.getLogger(f"datasets.packaged_modules.{name}.{name}") for name in ("csv", "json", "parquet")]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
+
+def _innermost(error: BaseException) -> str:
+    """The first line of the innermost message in the error's chain of causes: datasets wraps the
+    parser's error ("Expected 2 fields in line 3, saw 3") in "An error occurred while generating the dataset"."""
+    message, seen = "", set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        message = str(error).strip().split("\n")[0].strip() or message or type(error).__name__
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return _cut(message, 160)
+
+
+def _csv_header(file: str, where: str) -> list:
+    """The column names in a CSV file's first line."""
     try:
         with open(file, encoding="utf-8-sig", newline="") as f:
-            header = next(csv.reader(f), [])
+            return next(csv.reader(f), [])
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"cannot read the header of {file}: {e}") from None
-    return {"features": datasets.Features({name: datasets.Value("string") for name in header}), "keep_default_na": False}
+        raise DataError(f"cannot read the header of {where}: {_cut(str(e), 120)}") from None
+
+
+def _separator_hint(columns: list, error: BaseException | None = None) -> str:
+    """The error's cause (if given) and, when the header looks split by ';' or tabs, that the file
+    must use commas: such a file reads as one column, or fails on the first text with a comma."""
+    separator = next((sep for sep in (";", "\t") if any(sep in name for name in columns)), None)
+    hint = f"is the file separated by {separator!r}? CSV files must be separated by commas" if separator else ""
+    if error is None:
+        return hint
+    cause = _innermost(error)
+    if not hint and "Expected" in cause and "fields" in cause:
+        hint = "put quotes around fields that contain commas"
+    return f"{cause}; {hint}" if hint else cause
+
+
+def _json_problem(file: str, error: BaseException) -> str:
+    """The first line of a JSON file that Python's json cannot parse (with the line and column, which
+    the Arrow reader's message lacks), or an integer too large for it; else the error's cause."""
+    try:
+        with open(file, encoding="utf-8-sig") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        return _cut(str(e), 160)
+    try:
+        documents = [(None, json.loads(text))]
+    except json.JSONDecodeError as e:
+        if text.lstrip().startswith("["):  # one JSON document: its own line and column are right
+            return f"line {e.lineno}, column {e.colno}: {e.msg}"
+        documents = []
+        for number, line in enumerate(text.splitlines(), 1):
+            try:
+                if line.strip():
+                    documents.append((number, json.loads(line)))
+            except json.JSONDecodeError as e:
+                return f"line {number}, column {e.colno}: {e.msg} (each line must be one JSON object)"
+    for number, document in documents:
+        for record in document if isinstance(document, list) else [document]:
+            for value in record.values() if isinstance(record, dict) else ():
+                if isinstance(value, int) and not -(2**63) <= value < 2**64:  # the reader's 64-bit integers
+                    at = f"line {number}: " if number else ""
+                    return f"{at}the integer {_cut(str(value), 30)} is too large to read; write it as a string"
+    return _innermost(error)
 
 
 def _texts_and_labels(rows, where: str, text_column: str, label_column: str, keep: tuple[str, ...]):
@@ -225,9 +309,10 @@ def _texts_and_labels(rows, where: str, text_column: str, label_column: str, kee
 
     for column, option in ((text_column, "text_column"), (label_column, "label_column")):
         if column not in rows.column_names:
+            hint = _separator_hint(rows.column_names) or f"choose with {option}"
             raise DataError(
-                f"{where} has no column {column!r}{_did_you_mean(column, rows.column_names)}; "
-                f"its columns are {', '.join(rows.column_names)} (choose with {option})"
+                f"{where} has no column {_short(column)}{_did_you_mean(column, rows.column_names)}; "
+                f"its columns are {_listed(rows.column_names)} ({hint})"
             )
     texts, values = _values(rows, text_column), _values(rows, label_column)
     feature = rows.features[label_column]
@@ -235,7 +320,7 @@ def _texts_and_labels(rows, where: str, text_column: str, label_column: str, kee
     if class_names:  # ClassLabel ids; -1 marks a row without a label (GLUE's test splits)
         names = [class_names[v] if v is not None and v >= 0 else None for v in values]
     else:
-        names = [None if v is None or str(v).strip() == "" else str(v) for v in values]
+        names = _names(values, where, label_column)
 
     kept = [i for i, name in enumerate(names) if name in keep] if keep else range(len(names))
     if unlabelled := [i for i in kept if names[i] is None]:
@@ -249,6 +334,40 @@ def _texts_and_labels(rows, where: str, text_column: str, label_column: str, kee
             f"the first is row {empty[0] + 1}; fix or remove them"
         )
     return [texts[i] for i in kept], [names[i] for i in kept], class_names, set(names) - {None}
+
+
+def _names(values: list, where: str, column: str) -> list:
+    """The label column's values as label names (None for a missing label); DataError at the first value that is no label."""
+    names = []
+    for row, value in enumerate(values, 1):
+        try:
+            names.append(_label_name(value))
+        except ValueError as e:
+            raise DataError(f"{where}: row {row} has the label {_short(value)} in column {column!r}: {e}") from None
+    return names
+
+
+def _label_name(value) -> str | None:
+    """A label value as the string that labels are compared by, None for a missing one; ValueError
+    saying why for a value that cannot be a class."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):  # before int, which bool is; spelled as in JSON and Arrow
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):  # pandas' missing value
+            return None
+        if not value.is_integer():  # False for infinities too
+            raise ValueError("not a whole number; labels must be strings or integers")
+        # From 2**53 on, floats skip integers: the JSON reader turns 2**64 and 2**64+1 into one float.
+        if abs(value) >= 2**53:
+            raise ValueError("an integer too large to read exactly (it became a float); write the labels as strings")
+        return str(int(value))  # 1.0 is "1": a column of integers with gaps, or mixed with floats, holds floats
+    raise ValueError(f"a {type(value).__name__}; labels must be strings or integers (check label_column)")
 
 
 def _values(rows, column: str) -> list:
@@ -266,8 +385,16 @@ def _did_you_mean(word: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _listed(names, most: int = 10) -> str:
-    """Up to `most` names, sorted, and how many more."""
-    names = sorted(names)
-    more = f" and {len(names) - most} more" if len(names) > most else ""
-    return ", ".join(names[:most]) + more
+def _listed(names, most: int = 5) -> str:
+    """The first `most` names, shortened, and how many more: a column of texts read as labels has thousands."""
+    more = f", ... and {len(names) - most:,} more" if len(names) > most else ""
+    return ", ".join(_short(name, 24) for name in names[:most]) + more
+
+
+def _short(value, most: int = 30) -> str:
+    """repr(value), cut to about `most` characters."""
+    return _cut(repr(value), most)
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 3] + "..."

@@ -2,12 +2,15 @@
 
 import csv
 import json
+import logging.handlers
+import re
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.paths import recorded_path
 from data.labelled import load_labelled
 from data.tokenizer import DataError
 
@@ -57,7 +60,8 @@ def test_csv_keeps_text_order_and_sorts_the_classes(tmp_path):
     assert data.label_names == ["negative", "neutral", "positive"]
     assert data.train_labels.dtype == np.int64 and data.train_labels.tolist() == [2, 1, 0, 1, 0, 2]
     assert data.test_texts == ["meh", "great", "awful"] and data.test_labels.tolist() == [1, 2, 0]
-    assert data.source == f"files: train={tmp_path / 'train.csv'} test={tmp_path / 'test.csv'} text=text label=label"
+    train, test = (recorded_path(tmp_path / name) for name in ("train.csv", "test.csv"))
+    assert data.source == f"files: train={train} test={test} text=text label=label"
 
 
 def test_same_data_from_csv_jsonl_and_parquet_is_equal(tmp_path):
@@ -133,6 +137,7 @@ def check_error(call, *fragments):
         call()
     message = str(info.value)
     assert "\n" not in message, message
+    assert len(re.sub(r"/\S+", "FILE", message)) <= 200, message  # short enough to read, but for the paths
     for fragment in fragments:
         assert fragment in message, message
 
@@ -154,9 +159,9 @@ def test_source_errors(tmp_path):
 @pytest.mark.parametrize(
     "columns, options, fragments",
     [
-        (("txt", "label"), {}, ["train file", "no column 'text' (did you mean 'txt'?); its columns are txt, label", "text_column"]),
+        (("txt", "label"), {}, ["train file", "no column 'text' (did you mean 'txt'?); its columns are 'txt', 'label'", "text_column"]),
         (("text", "sentiment"), {"label_column": "sentimnet"}, ["no column 'sentimnet' (did you mean 'sentiment'?)", "label_column"]),
-        (("text", "label"), {"text_column": "body"}, ["no column 'body'; its columns are text, label"]),
+        (("text", "label"), {"text_column": "body"}, ["no column 'body'; its columns are 'text', 'label' (choose with text_column)"]),
     ],
 )
 def test_missing_column(tmp_path, columns, options, fragments):
@@ -195,4 +200,105 @@ def test_empty_split(tmp_path):
     check_error(lambda: load(tmp_path, test=[]), "test file", "has no rows")
     train = write(tmp_path / "train.jsonl", TRAIN)
     (tmp_path / "empty.jsonl").write_text("")
-    check_error(lambda: load_labelled(train, str(tmp_path / "empty.jsonl")), "test file", "empty.jsonl has no rows")
+    check_error(lambda: load_labelled(train, str(tmp_path / "empty.jsonl")), f"test file {tmp_path / 'empty.jsonl'} is empty")
+    (tmp_path / "blank.jsonl").write_text("\n")
+    check_error(lambda: load_labelled(train, str(tmp_path / "blank.jsonl")), "test file", "blank.jsonl has no rows")
+
+
+def test_integer_labels_stay_exact(tmp_path):
+    big = [("a", 2**63 - 1), ("b", 2**63 - 2), ("c", -(2**63))]  # int64 in JSON
+    assert load(tmp_path, big, big, ext="jsonl").label_names == [str(-(2**63)), str(2**63 - 2), str(2**63 - 1)]
+    huge = [("a", 2**64 - 1), ("b", 2**64 - 2)]
+    pq.write_table(pa.table({"text": ["a", "b"], "label": pa.array([2**64 - 1, 2**64 - 2], pa.uint64())}), tmp_path / "train.parquet")
+    data = load_labelled(str(tmp_path / "train.parquet"), str(tmp_path / "train.parquet"))
+    assert data.label_names == [str(2**64 - 2), str(2**64 - 1)] and data.test_labels.tolist() == [1, 0]
+    as_text = [("a", str(2**64)), ("b", str(2**64 + 1))]  # written as strings, any size stays exact
+    assert load(tmp_path, as_text, as_text, ext="jsonl").label_names == [str(2**64), str(2**64 + 1)]
+    assert load(tmp_path, huge, huge, ext="csv").label_names == [str(2**64 - 2), str(2**64 - 1)]
+
+
+def test_integers_that_json_cannot_read_exactly_are_refused(tmp_path):
+    # The JSON reader turns 2**64 and 2**64 + 1 into one float: refused, not merged into one class.
+    huge = [("a", 2**64), ("b", 2**64 + 1)]
+    check_error(
+        lambda: load(tmp_path, huge, TEST, ext="jsonl"),
+        "train file",
+        "row 1 has the label 1.8446744073709552e+19 in column 'label': an integer too large to read exactly",
+        "write the labels as strings",
+    )
+    mixed = [("a", 2**64), ("b", 2**64 + 1), ("c", "other")]  # a column of mixed types fails to load instead
+    check_error(
+        lambda: load(tmp_path, mixed, TEST, ext="jsonl"),
+        "could not load train file",
+        "line 1: the integer 18446744073709551616 is too large to read; write it as a string",
+    )
+
+
+def test_whole_floats_and_bools_are_labels(tmp_path):
+    as_text = load(tmp_path, [("a", "1"), ("b", "2"), ("c", "10")], [("d", "10")]).label_names
+    assert as_text == ["1", "2", "10"]
+    for ext in ("jsonl", "parquet"):  # 2.0 makes the column float; pandas writes integers with gaps as floats
+        assert load(tmp_path, [("a", 1), ("b", 2.0), ("c", 10)], [("d", 10.0)], ext=ext).label_names == as_text
+        data = load(tmp_path, [("a", True), ("b", False), ("c", True)], [("d", False)], ext=ext)
+        assert data.label_names == ["false", "true"] and data.train_labels.tolist() == [1, 0, 1]
+    mixed = [("a", True), ("b", 1), ("c", "1")]  # a Json column: true is not 1, and 1 is "1"
+    assert load(tmp_path, mixed, mixed, ext="jsonl").label_names == ["1", "true"]
+    pq.write_table(pa.table({"text": ["a", "b", "c"], "label": [1.0, float("nan"), 0.0]}), tmp_path / "train.parquet")
+    check_error(lambda: load_labelled(str(tmp_path / "train.parquet"), str(tmp_path / "train.parquet")), "1 rows have no label", "row 2")
+
+
+@pytest.mark.parametrize(
+    "label, shown, reason",
+    [
+        (["negative"], "['negative']", "a list; labels must be strings or integers"),
+        ({"name": "negative"}, "{'name': 'negative'}", "a dict; labels must be strings or integers"),
+        (2.5, "2.5", "not a whole number"),
+        (["x" * 100], "['xxxxxxxxxxxxxxxxxxxxxxxxx...", "a list"),
+    ],
+)
+def test_labels_that_are_no_class_are_refused(tmp_path, label, shown, reason):
+    for rows, row in (([("a", "positive"), ("b", label)], 2), ([("a", label), ("b", label)], 1)):  # a mixed (Json) column, a typed one
+        check_error(
+            lambda rows=rows: load(tmp_path, rows, TEST, ext="jsonl"),
+            "train file",
+            f"row {row} has the label {shown}",
+            f"in column 'label': {reason}",
+        )
+
+
+def test_label_column_of_texts(tmp_path):
+    rows = [(f"text number {i} " + "words " * 20, "positive") for i in range(40)]
+    check_error(
+        lambda: load(tmp_path, rows, rows, label_column="text"), "train file", "has 40 distinct labels in 40 rows: is label_column the text"
+    )
+    few = [*TRAIN, *rows[:8]] * 2  # 14 classes in 28 rows: allowed, but no message lists them all
+    check_error(
+        lambda: load(tmp_path, few, rows, label_column="text"),
+        "never saw: 'text number 8 wo... (1 rows)",
+        "and 29 more; keep the shared ones with labels",
+    )
+    check_error(lambda: load(tmp_path, few, few, label_column="text", labels=("x", "y")), "its labels are '  spaced  '", ", ... and 9 more")
+
+
+@pytest.mark.parametrize(
+    "name, content, fragments",
+    [
+        ("ragged.csv", "text,label\na,1\nb,2,3\n", ["Error tokenizing data. C error: Expected 2 fields in line 3, saw 3", "quotes"]),
+        ("semicolons.csv", "text;label\na;1\nb;2\n", ["no column 'text'; its columns are 'text;label'", "separated by ';'? CSV files"]),
+        ("tabs.csv", "text\tlabel\na\t1\nb\t2\n", ["no column 'text'; its columns are 'text\\tlabel'", "separated by '\\t'?"]),
+        ("commas.csv", "text;label\nhello, world;1\n", ["its columns are 'text;label' (is the file separated by ';'?"]),
+        ("empty.csv", "", ["train file", "empty.csv is empty"]),
+        ("broken.jsonl", '{"text": "a", "label": 1}\n{"text": "b" "label": 2}\n', ["line 2, column 14: Expecting ',' delimiter (each"]),
+        ("cut.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "lab', ["line 2, column 15: Unterminated string starting at"]),
+        ("broken.json", '[{"text": "a", "label": 1},\n {"text": "b" "label": 2}]', ["line 2, column 15: Expecting ',' delimiter"]),
+    ],
+)
+def test_unreadable_files_say_why(tmp_path, name, content, fragments):
+    (tmp_path / name).write_text(content)
+    logged = logging.handlers.BufferingHandler(capacity=100)  # datasets' handler writes to the stderr it saw on import
+    logging.getLogger("datasets").addHandler(logged)
+    try:
+        check_error(lambda: load_labelled(str(tmp_path / name), write(tmp_path / "test.csv", TEST)), f"{tmp_path / name}", *fragments)
+    finally:
+        logging.getLogger("datasets").removeHandler(logged)
+    assert [record.getMessage() for record in logged.buffer] == []  # no second line about the same error
