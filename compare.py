@@ -62,11 +62,12 @@ examples:
 
 Sweeps: --sweep=KEY=V1,V2,... runs the whole comparison (every config, every seed) once per
 value, with --KEY=V added to those runs; --sweep=KEY1/KEY2=A1/A2,B1/B2 varies several keys
-together (a model's shape: n_layer/n_head/n_embd). Each run goes to
-<runs_dir>/<KEY1=A1,KEY2=A2>/<config name>-s<seed>, all of them in one wandb group (the swept
-keys are in each run's config), and the report in --out plots the paired difference and each
-arm's final value against the swept value (against non-embedding parameters where the swept
-keys change the model's size), in sweep.png, sweep.md and sweep.json. Where the model stays the
+together (a model's shape: n_layer/n_head/n_embd). One key's values may hold '/' (paths:
+--sweep=data_dir=data/a,data/b). Each run goes to <runs_dir>/<KEY1=A1,KEY2=A2>/<config
+name>-s<seed> (a '/' in a value written %2F), all of them in one wandb group (the swept keys
+are in each run's config), and the report in --out plots the paired difference and each arm's
+final value against the swept value (against non-embedding parameters where the swept keys
+change the model's size), in sweep.png, sweep.md and sweep.json. Where the model stays the
 same (a learning-rate sweep), it also compares each arm at its own best value.
   python compare.py config/sweep_swiglu.py config/sweep_gelu.py --sweep=learning_rate/min_lr=1e-3/1e-4,4e-3/4e-4
   python compare.py out/compare                  # report a sweep's folder again"""

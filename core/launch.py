@@ -5,20 +5,27 @@ A sweep names one key, or several keys varied together, and the values they take
 
     --sweep=learning_rate=1e-3,2e-3,4e-3          one key, three points
     --sweep=n_layer/n_head/n_embd=2/2/48,4/4/144   three keys together (a shape), two points
+    --sweep=data_dir=data/a,data/b                 one key: its values may hold '/' (paths)
 
 Every (config, seed) runs at every point, each point in its own folder named like
 "n_layer=2,n_head=2,n_embd=48" (Hydra's multirun habit), which core/runs.py reads back.
+
+A launched run ends with its launcher: a stop signal (Ctrl-C, SIGTERM, SIGHUP) reaches it as
+SIGINT, so it saves a checkpoint, and on Linux even a launcher killed outright (SIGKILL) takes it
+along, by the SIGTERM the kernel sends it then (it saves and stops on that too).
 """
 
+import ctypes
+import os
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.configurator import load_config
+from core.configurator import ConfigError, load_config
 from core.metrics import METRICS_NAME
-from core.runs import load_run
+from core.runs import load_run, point_label
 
 ROOT = Path(__file__).resolve().parent.parent  # where the launched scripts are
 # keys that the launch sets itself for every run; users pass them through compare.py's own options.
@@ -48,8 +55,8 @@ class Sweep:
     points: tuple
 
     def label(self, values):
-        """'n_layer=2,n_embd=48': the point's folder name."""
-        return ",".join(f"{key}={value}" for key, value in zip(self.keys, values, strict=True))
+        """'n_layer=2,n_embd=48': the point's folder name (a '/' in a value is written %2F, see core/runs.py)."""
+        return point_label(self.keys, values)
 
     def overrides(self, values):
         """The point's --key=value for the launched script."""
@@ -68,37 +75,63 @@ def parse_sweep(text, reserved=()):
     taken = sorted(set(keys) & set(reserved))
     if taken:
         raise ValueError(f"--sweep={text}: {taken[0]} is set by compare.py for each run and cannot be swept")
-    points = []
-    for point in values_text.split(","):
-        values = tuple(value.strip() for value in point.split("/"))
-        if not all(values):
-            raise ValueError(f"--sweep={text}: an empty value (two commas or slashes in a row, or one at the end); {example}")
-        if len(values) != len(keys):
-            raise ValueError(
-                f"--sweep={text}: {point!r} gives {len(values)} value(s) for {len(keys)} key(s) ({'/'.join(keys)}); "
-                "values are split at ',' and '/', so a swept value cannot contain them"
-            )
-        points.append(values)
+    points = tuple(split_point(text, point, keys) for point in values_text.split(","))
     if len(points) < 2:
         raise ValueError(f"--sweep={text}: a sweep needs at least two points (one point is a plain comparison)")
     if len(set(points)) != len(points):
         raise ValueError(f"--sweep={text}: a point is given twice")
-    return Sweep(keys, tuple(points))
+    sweep = Sweep(keys, points)
+    long = next((sweep.label(values) for values in points if len(sweep.label(values).encode()) > 255), None)
+    if long:  # the point's folder could not be made, and only after the points before it had trained
+        raise ValueError(f"--sweep={text}: the point folder {long!r} would be longer than a folder name can be (255 bytes)")
+    return sweep
+
+
+def split_point(text, point, keys):
+    """One point's values from its text in --sweep=`text`: the text itself for one key, '/'-separated parts for several.
+
+    Only keys varied together need '/' between their values, so one key's values may hold it (paths).
+    """
+    values = (point.strip(),) if len(keys) == 1 else tuple(value.strip() for value in point.split("/"))
+    if not all(values):
+        between = "commas" if len(keys) == 1 else "commas or slashes"
+        raise ValueError(f"--sweep={text}: an empty value (two {between} in a row, or one at the end); expected KEY=V1,V2,...")
+    if len(values) != len(keys):
+        raise ValueError(
+            f"--sweep={text}: {point!r} gives {len(values)} value(s) for {len(keys)} key(s) ({'/'.join(keys)}); the values of "
+            "keys varied together are split at '/', so they cannot contain one (a path can be swept as a key of its own)"
+        )
+    return values
 
 
 def check_run_configs(script, config_files, overrides, seeds, points=((),)):
     """Raise ConfigError now, not after the first run, if `script` would refuse a config or an override.
 
     Each config is checked with each seed (classify.py puts the seed into init_from) and with
-    each of `points`, the --key=value of every sweep point.
+    each of `points`, the --key=value of every sweep point, which must differ once read.
     """
     from core import configs
 
     config_class = getattr(configs, SCRIPTS[script].config_class)
     for config_file in config_files:
         for seed in seeds:
-            for point in points:
-                load_config(config_class, [str(config_file), *overrides, *point, f"--seed={seed}"], prog="compare.py")
+            read = [load_config(config_class, [str(config_file), *overrides, *point, f"--seed={seed}"], "compare.py") for point in points]
+            check_distinct_points(points, read)
+
+
+def check_distinct_points(points, configs):
+    """ConfigError if two sweep points (their --key=value) give their keys the same values once the config reads them.
+
+    1e-3 and 0.001 are different texts and one learning rate: both would train the same runs twice.
+    """
+    seen = {}
+    for point, config in zip(points, configs, strict=True):
+        keys = [arg[2:].split("=", 1)[0] for arg in point]
+        read = tuple(repr(getattr(config, key)) for key in keys)  # repr: 1 and True are equal in Python, not in a config
+        if point and read in seen:
+            values = ", ".join(f"{key}={getattr(config, key)!r}" for key in keys)
+            raise ConfigError(f"--sweep gives one point twice: {' '.join(seen[read])} and {' '.join(point)} both read as {values}")
+        seen[read] = point
 
 
 # -----------------------------------------------------------------------------
@@ -184,16 +217,39 @@ def run_training(command):
 
     The child gets its own process group so that a Ctrl-C reaches it exactly once, forwarded
     by us: the script then saves a checkpoint and exits, and the next launch resumes from it.
-    A SIGTERM (a job scheduler, `kill`) arrives here as core.entry.Interrupted, a
-    KeyboardInterrupt, and is forwarded the same way.
+    A SIGTERM (a job scheduler, `kill`) or SIGHUP (the terminal closed) arrives here as
+    core.entry.Interrupted, a KeyboardInterrupt, and is forwarded the same way, as SIGINT. Should
+    we be killed outright, the kernel stops the child for us (on Linux, see end_with_launcher).
     """
-    process = subprocess.Popen(command, process_group=0)
+    process = subprocess.Popen(command, process_group=0, preexec_fn=end_with_launcher())
     try:
         return process.wait()
     except KeyboardInterrupt:
         process.send_signal(signal.SIGINT)
         process.wait()
         raise
+
+
+PR_SET_PDEATHSIG = 1  # prctl's option, from <linux/prctl.h>
+
+
+def end_with_launcher():
+    """On Linux, a preexec_fn that has the kernel send the child SIGTERM when this process dies, however it dies; else None.
+
+    Without it a launcher killed by SIGKILL (or the OOM killer) leaves its run training on, unseen,
+    holding its folder. The child's SIGTERM handler saves a checkpoint and stops, so the next launch resumes.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # looked up before the fork: the child only makes the call
+    launcher = os.getpid()
+
+    def arrange():
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != launcher:  # the launcher died before the call took effect: no signal will come
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
 
 
 def launch_command(script, run, state, overrides, group):

@@ -110,7 +110,7 @@ def markdown_table(summary, task):
         rows.append(row)
     lines = table_lines(header, rows)
     lines += [f"- {note}" for note in notes]
-    lines += [f"- incomplete, left out: {run}" for run in summary.get("incomplete_runs", [])]
+    lines += [f"- left out: {run}" for run in summary.get("incomplete_runs", [])]
     return "\n".join(lines) + "\n"
 
 
@@ -124,8 +124,17 @@ def pyplot():
     return plt
 
 
-def plot_curves(arm_runs, summary, path, task):
-    """The task's panels, two a row: each arm's mean curve with a min–max band over its seeds."""
+def save_png(plt, fig, out):
+    """Save the figure as PNG to `out`, a path or a binary file, and free it whatever happens."""
+    try:
+        fig.tight_layout()
+        fig.savefig(out, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+
+
+def plot_curves(arm_runs, summary, out, task):
+    """The task's panels, two a row, as a PNG in `out` (a path or a binary file): each arm's mean curve, min–max band over seeds."""
     plt = pyplot()
     rows = len(task.panels) // 2
     fig, axes = plt.subplots(rows, 2, figsize=(13, 4.5 * rows), squeeze=False)
@@ -143,9 +152,7 @@ def plot_curves(arm_runs, summary, path, task):
         ax.legend()
     params = ", ".join(f"{arm['arm']} {arm['params_total']:,}" for arm in summary["arms"])
     fig.suptitle(f"{describe_setup(summary, task)}\nparameters: {params}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(plt, fig, out)
 
 
 # -----------------------------------------------------------------------------
@@ -214,8 +221,9 @@ def own_best_lines(arm, base, best, metric, task):
     ]
 
 
-def plot_sweep(points, axis, result, task, path, title):
-    """Left: each arm's difference from the baseline with its 95% CI; right: each arm's mean final value ± std.
+def plot_sweep(points, axis, result, task, out, title):
+    """As a PNG in `out` (a path or a binary file), left: each arm's difference from the baseline with its 95% CI;
+    right: each arm's mean final value ± std.
 
     Where the report compares each arm at its own best point, a star marks that point (in-sample)
     and the left panel states the cross-fitted difference.
@@ -256,9 +264,7 @@ def plot_sweep(points, axis, result, task, path, title):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(plt, fig, out)
 
 
 def plot_differences(ax, x, tests, color, label):

@@ -1,16 +1,25 @@
 """The reporter compare.py calls: from loaded runs to a report on disk, for a comparison and for a sweep.
 
 Both start the same way (check_runs): the runs must be of one task and comparable (unless
-allow_mismatch), and only complete runs are reported; the others are named as left out. A
-comparison (report) writes the task's figure of curves, summary.md and summary.json; a sweep
-(report_sweep), a comparison at each point, writes sweep.png, sweep.md and sweep.json. With
-use_wandb either also logs its table and figure to a wandb run in the runs' group. Each returns
-what its JSON file holds. core/stats.py explains the statistics.
+allow_mismatch), and only complete runs whose numbers are all finite are reported; the others
+are named as left out. A comparison (report) writes the task's figure of curves, summary.md and
+summary.json; a sweep (report_sweep), a comparison at each point, writes sweep.png, sweep.md and
+sweep.json. With use_wandb either also logs its table and figure to a wandb run in the runs'
+group. Each returns what its JSON file holds.
+
+Writing (write_report) holds the report folder against a second report (core/lock.py) and writes
+each file whole or not at all (core/atomic.py): a full disk leaves the previous files, never an
+empty figure. JSON is strict: a statistic that is undefined or infinite is null, never NaN.
+core/stats.py explains the statistics.
 """
 
+import io
 import json
 from pathlib import Path
 
+from core.atomic import atomic_write
+from core.lock import exclusive_folder
+from core.metrics import finite_or_null
 from core.render import (
     describe_setup,
     log_sweep_to_wandb,
@@ -26,7 +35,7 @@ from core.stats import Point, along_axis, group_by_arm, is_tuning_sweep, own_bes
 
 
 def check_runs(runs, allow_mismatch, where=""):
-    """(task, mismatch, complete runs, the others described): what every report starts from.
+    """(task, mismatch, complete runs with finite numbers, the others described): what every report starts from.
 
     ReportError if the runs are of different tasks, or differ in what makes them comparable
     without allow_mismatch (`where` says which point of a sweep); else mismatch is that
@@ -36,9 +45,9 @@ def check_runs(runs, allow_mismatch, where=""):
     mismatch = check_comparable(runs, task)
     if mismatch and not allow_mismatch:
         raise ReportError(f"{where}{mismatch}")
-    complete = [run for run in runs if run.complete]
-    incomplete = [run.describe_incomplete() for run in runs if not run.complete]
-    return task, mismatch, complete, incomplete
+    usable = [run for run in runs if run.usable]
+    left_out = [run.describe_left_out() for run in runs if not run.usable]
+    return task, mismatch, usable, left_out
 
 
 def make_report_dir(out_dir):
@@ -51,13 +60,39 @@ def make_report_dir(out_dir):
     return out_dir
 
 
-def write_tables(out_dir, stem, header, table, result, figure_path):
-    """<stem>.md (a header line, then the Markdown table) and <stem>.json in out_dir, and the same on screen."""
-    (out_dir / f"{stem}.md").write_text(f"{header}\n\n{table}")
-    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+def png_bytes(draw):
+    """The PNG that draw(file) saves, in memory: drawing fails before the disk is touched, and the file is written whole."""
+    buffer = io.BytesIO()
+    draw(buffer)
+    return buffer.getvalue()
+
+
+def write_file(path, content):
+    """Write bytes to `path` whole or not at all; an OSError in one line naming it and why (a full disk: No space left on device)."""
+    try:
+        with atomic_write(path, "wb") as f:
+            f.write(content)
+    except OSError as error:
+        raise OSError(f"could not write {path} ({error.strerror or error}); it is as it was") from None
+
+
+def write_report(out_dir, figure, stem, header, table, result):
+    """The figure (file name, PNG bytes), <stem>.md (a header line, then the Markdown table) and <stem>.json in out_dir.
+
+    The caller holds out_dir. Each file is written whole or left as it was; then the table goes on screen too.
+    """
+    figure_name, png = figure
+    files = {
+        figure_name: png,
+        f"{stem}.md": f"{header}\n\n{table}".encode(),
+        # strict JSON: null where a number is undefined or infinite (t of equal differences), never NaN
+        f"{stem}.json": (json.dumps(finite_or_null(result), indent=2, allow_nan=False) + "\n").encode(),
+    }
+    for name, content in files.items():
+        write_file(out_dir / name, content)
     print(header)
     print(table, end="")
-    print(f"wrote {figure_path}, {out_dir / f'{stem}.md'}, {out_dir / f'{stem}.json'}")
+    print("wrote " + ", ".join(str(out_dir / name) for name in files))
 
 
 # -----------------------------------------------------------------------------
@@ -66,21 +101,21 @@ def write_tables(out_dir, stem, header, table, result, figure_path):
 
 def report(runs, out_dir, baseline, allow_mismatch=False, use_wandb=False):
     """Check, summarize and write the report for runs (all of one task); return the summary dict."""
-    task, mismatch, complete, incomplete = check_runs(runs, allow_mismatch)
+    task, mismatch, complete, left_out = check_runs(runs, allow_mismatch)
     assign_arm_labels(runs)
     if not complete:
-        raise ReportError("no complete runs to report on; incomplete: " + "; ".join(incomplete))
+        raise ReportError("no complete runs to report on; left out: " + "; ".join(left_out))
     summary = summarize(complete, baseline, task)
-    summary["incomplete_runs"] = incomplete
+    summary["incomplete_runs"] = left_out
     summary["mismatch"] = mismatch
+    png = png_bytes(lambda out: plot_curves(group_by_arm(complete), summary, out, task))
 
     out_dir = make_report_dir(out_dir)
-    figure_path = out_dir / task.figure
-    plot_curves(group_by_arm(complete), summary, figure_path, task)
-    write_tables(out_dir, "summary", describe_setup(summary, task), markdown_table(summary, task), summary, figure_path)
-    if use_wandb:
-        log_to_wandb(summary, figure_path, complete[0].config, task)
-    return summary
+    with exclusive_folder(out_dir, "--out"):
+        write_report(out_dir, (task.figure, png), "summary", describe_setup(summary, task), markdown_table(summary, task), summary)
+        if use_wandb:
+            log_to_wandb(summary, out_dir / task.figure, complete[0].config, task)
+    return finite_or_null(summary)
 
 
 # -----------------------------------------------------------------------------
@@ -117,7 +152,7 @@ def read_sweep(runs_by_point, baseline, allow_mismatch):
         )
     for runs in runs_by_point.values():
         assign_arm_labels(runs)
-    arms = sorted({run.arm for run in all_runs})
+    arms = sorted({run.arm for run in all_runs if run.arm})  # a run without a numeric seed has no arm: it is left out
     if baseline not in arms:
         raise ReportError(
             f"baseline arm {baseline!r} has no runs in the sweep; arms present: {', '.join(arms)} (choose one with --baseline)"
@@ -159,11 +194,11 @@ def report_sweep(runs_by_point, out_dir, baseline, allow_mismatch=False, use_wan
     """Report a sweep, {point label: its runs}: write sweep.png, sweep.md and sweep.json; return the result."""
     task, points, axis, incomplete = read_sweep(runs_by_point, baseline, allow_mismatch)
     result = sweep_result(task, points, axis, incomplete, baseline)
-    out_dir = make_report_dir(out_dir)
     title = sweep_title(result, points, task)
-    figure = out_dir / "sweep.png"
-    plot_sweep(points, axis, result, task, figure, title)
-    write_tables(out_dir, "sweep", title, sweep_markdown(result, task), result, figure)
-    if use_wandb:
-        log_sweep_to_wandb(result, figure, next(iter(runs_by_point.values()))[0].config, task)  # project and group: the runs'
-    return result
+    png = png_bytes(lambda out: plot_sweep(points, axis, result, task, out, title))
+    out_dir = make_report_dir(out_dir)
+    with exclusive_folder(out_dir, "--out"):
+        write_report(out_dir, ("sweep.png", png), "sweep", title, sweep_markdown(result, task), result)
+        if use_wandb:  # project and group: the runs'
+            log_sweep_to_wandb(result, out_dir / "sweep.png", next(iter(runs_by_point.values()))[0].config, task)
+    return finite_or_null(result)

@@ -10,6 +10,9 @@ A report is given run folders, folders of runs (find_run_dirs), or one sweep's f
 folders named like "n_layer=2,n_embd=48", each holding run folders (find_sweep_points).
 """
 
+import json
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +170,7 @@ class Run:
     end: dict | None  # the "end" line, if training finished
     arm: str = ""
     resume_pending: bool = False  # records after the last end line: a resume that has not finished
+    problem: str | None = None  # why its numbers cannot be used (a NaN loss, say): the report leaves it out, naming this
 
     @property
     def config(self):
@@ -193,8 +197,15 @@ class Run:
         lines = self.train + self.evals
         return max((line["iter"] for line in lines), default=0)
 
-    def describe_incomplete(self):
-        """'runs/gelu-s0 (iter 50 of 100)': how far an unfinished run got, for the report's left-out list."""
+    @property
+    def usable(self):
+        """True for a run the report averages in: complete, and every number it reads is finite."""
+        return self.complete and self.problem is None
+
+    def describe_left_out(self):
+        """'runs/gelu-s0 (iter 50 of 100)', or what is wrong with its numbers: why the report leaves it out."""
+        if self.problem:
+            return f"{self.dir} ({self.problem})"
         return f"{self.dir} (iter {self.last_iter} of {self.config['max_iters']})"
 
 
@@ -225,17 +236,24 @@ def load_run(run_dir):
     end = by_kind["end"][-1] if by_kind["end"] else None
     if end is not None and not by_kind["eval"]:  # the scripts evaluate before they end: the curves need it
         raise ReportError(f"{path} has an end record but no eval records; leave this run out or train it again")
-    return Run(run_dir, by_kind["config"][-1], by_kind["train"], by_kind["eval"], end, resume_pending=len(finished) < len(events))
+    # Only the finished part counts: a resume that diverged after the end line does not spoil the run that finished.
+    problem = next((f"{METRICS_NAME} line {n}: {p}" for n, p in enumerate((not_finite(e, task) for e in finished), start=1) if p), None)
+    pending = len(finished) < len(events)
+    return Run(run_dir, by_kind["config"][-1], by_kind["train"], by_kind["eval"], end, resume_pending=pending, problem=problem)
 
 
 def record_problem(record, task="lm"):
-    """None if the report can use this metrics record of a `task` run, else what is wrong with it."""
+    """None if the report can read this metrics record of a `task` run, else what is wrong with it.
+
+    A number field that is null, NaN or infinite is no problem here: it is a run that went wrong
+    (metrics.py writes a non-finite number as null), which not_finite names and the report leaves out.
+    """
     if not isinstance(record, dict):
         return f"a JSON {type(record).__name__}, not an object"
     kind = record.get("event")
     if kind == "config" and record.get("task", "lm") != task:
         return f"a config record of task {record.get('task', 'lm')!r} in a run of task {task!r}"
-    lacking = [name for name in TASKS[task].needed.get(kind, ()) if not is_number(nested_get(record, name))]
+    lacking = [name for name in TASKS[task].needed.get(kind, ()) if not is_number_or_null(nested_get(record, name, MISSING))]
     if lacking:
         return f"the {kind} record has no numeric {', '.join(lacking)}"
     if kind == "config" and not all(isinstance(record.get(key, {}), dict) for key in ("data", "model")):
@@ -243,16 +261,39 @@ def record_problem(record, task="lm"):
     return None
 
 
-def nested_get(record, dotted):
-    """record["a"]["b"] for "a.b", or None where a level is missing or not an object."""
+def not_finite(record, task="lm"):
+    """None if every number the report reads from this (well-formed) record is finite, else which is not, in one phrase."""
+    for name in TASKS[task].needed.get(record.get("event"), ()):
+        value = nested_get(record, name)
+        if not is_finite_number(value):
+            shown = "null" if value is None else json.dumps(value)  # as the file spells it: NaN, Infinity, null
+            return f"the {record['event']} record's {name} is {shown}, not a finite number"
+    return None
+
+
+MISSING = object()  # nested_get's answer for a field that is absent, told apart from one that is null
+
+
+def nested_get(record, dotted, missing=None):
+    """record["a"]["b"] for "a.b", or `missing` where a level is absent or not an object."""
     for key in dotted.split("."):
-        record = record.get(key) if isinstance(record, dict) else None
+        record = record.get(key, missing) if isinstance(record, dict) else missing
     return record
 
 
 def is_number(value):
     """True for an int or float that is not a bool (JSON's true is not a loss)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_finite_number(value):
+    """A number that is not NaN or infinite (an int always is: JSON's big integers are no float)."""
+    return is_number(value) and (not isinstance(value, float) or math.isfinite(value))
+
+
+def is_number_or_null(value):
+    """A number, or JSON's null where a number was not finite: what a number field of a metrics record may hold."""
+    return value is None or is_number(value)
 
 
 # -----------------------------------------------------------------------------
@@ -272,6 +313,8 @@ def assign_arm_labels(runs):
         suffix = f"-s{run.seed}"
         return name[: -len(suffix)] if name.endswith(suffix) else name
 
+    # a run whose seed is not a number (null, NaN) pairs with nothing: it is left out unlabelled, and cannot collide
+    runs = [run for run in runs if is_finite_number(run.seed)]
     for labeller in (lambda run: str(run.config.get("mlp", label_by_folder(run))), label_by_folder):
         keys = [(labeller(run), run.seed) for run in runs]
         if len(set(keys)) == len(keys):
@@ -334,12 +377,32 @@ def find_run_dirs(paths):
     return run_dirs
 
 
+# A point's folder name holds its values, and a folder name cannot hold '/': a value's '/' is written
+# %2F there, and its '%' %25, so that every value reads back as it was typed (data_dir=data%2Fa).
+LABEL_ESCAPES = {"%": "%25", "/": "%2F"}
+
+
+def encode_label_value(value):
+    """A swept value as its point's folder name spells it: 'data/a' -> 'data%2Fa'."""
+    return "".join(LABEL_ESCAPES.get(char, char) for char in value)
+
+
+def decode_label_value(text):
+    """encode_label_value's inverse: 'data%2Fa' -> 'data/a' (any other '%' is kept as it is)."""
+    return re.sub("%25|%2F", lambda match: {code: char for char, code in LABEL_ESCAPES.items()}[match.group(0)], text)
+
+
+def point_label(keys, values):
+    """'n_layer=2,n_embd=48': the folder name of the sweep point where `keys` take `values` (texts as typed)."""
+    return ",".join(f"{key}={encode_label_value(value)}" for key, value in zip(keys, values, strict=True))
+
+
 def parse_point_label(label):
-    """'n_layer=2,n_embd=48' -> {'n_layer': '2', 'n_embd': '48'}; None if the name is not a point's."""
+    """'n_layer=2,n_embd=48' -> {'n_layer': '2', 'n_embd': '48'}; None if the name is not a point's. point_label's inverse."""
     pairs = [part.partition("=") for part in label.split(",")]
     if not all(key and sep and value for key, sep, value in pairs):
         return None
-    return {key: value for key, _, value in pairs}
+    return {key: decode_label_value(value) for key, _, value in pairs}
 
 
 def find_sweep_points(paths):

@@ -2,6 +2,7 @@
 anything runs) and, with the real train.py, a launch that resumes after Ctrl-C."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -432,3 +433,75 @@ def test_an_unfinished_resume_after_the_end_keeps_the_run_finished(tmp_path):
     run = core.runs.load_run(run_dir)
     assert run.complete and run.config["max_iters"] == 2 * MAX_ITERS and run.end["final_val_loss"] == 1.5
     assert not run.resume_pending and core.launch.run_state(run_dir) == "complete"
+
+
+# --- the launcher's end is its run's end ------------------------------------------------------------
+
+
+def start_long_launch(tmp_path, char_data, sweep=False):
+    """compare.py launching a gelu run (of a sweep) far too long to finish; returns (the process, the run folder, train.py's pid).
+
+    Its output goes to files: a pipe nobody reads once the launcher is gone would stop the run writing.
+    """
+    (tmp_path / "gelu.py").write_text("mlp = 'gelu'\n")
+    command = [sys.executable, str(Path(compare.__file__).resolve()), "gelu.py", "--seeds=1", "--runs_dir=runs", f"--data_dir={char_data}"]
+    command += [*TINY_LAUNCH, "--max_iters=1000000", "--lr_decay_iters=1000000", *(["--sweep=dropout=0.0,0.1"] if sweep else [])]
+    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
+        launcher = subprocess.Popen(command, cwd=tmp_path, stdout=stdout, stderr=stderr)
+    run_dir = tmp_path / "runs" / ("dropout=0.0" if sweep else "") / "gelu-s0"
+    deadline = time.time() + 60
+    while not (run_dir / "ckpt.pt").exists() and launcher.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert (run_dir / "ckpt.pt").exists(), (tmp_path / "stderr").read_text()
+    child = json.loads((run_dir / ".writer").read_text())["pid"]  # the run's folder lock names its writer (core/lock.py)
+    assert "train.py" in Path(f"/proc/{child}/cmdline").read_bytes().decode()
+    return launcher, run_dir, child
+
+
+def process_ended(pid):
+    """True once `pid` has exited (gone, or a zombie nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def wait_until_ended(pid, seconds):
+    deadline = time.time() + seconds
+    while not process_ended(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    return process_ended(pid)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_launcher_killed_outright_takes_its_run_along_which_saves_first(char_data, tmp_path):
+    launcher, run_dir, child = start_long_launch(tmp_path, char_data)
+    saved = (run_dir / "ckpt.pt").stat().st_mtime_ns
+    launcher.kill()  # SIGKILL: no handler of ours runs
+    assert launcher.wait(timeout=10) == -signal.SIGKILL
+    try:
+        assert wait_until_ended(child, 30), "train.py kept training after its launcher was killed"
+    finally:
+        if not process_ended(child):  # a failed test leaves no run training on
+            os.kill(child, signal.SIGKILL)
+    # it stopped on the kernel's SIGTERM, as after `kill`: with a fresh checkpoint, so a launch resumes it
+    assert (run_dir / "ckpt.pt").stat().st_mtime_ns > saved
+    assert core.launch.run_state(run_dir) == "interrupted" and not (run_dir / ".writer").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop, sweep", [(signal.SIGHUP, False), (signal.SIGTERM, False), (signal.SIGTERM, True)])
+def test_a_stopped_launcher_stops_its_run_with_a_checkpoint_and_one_line(char_data, tmp_path, stop, sweep):
+    launcher, run_dir, child = start_long_launch(tmp_path, char_data, sweep)
+    launcher.send_signal(stop)
+    assert launcher.wait(timeout=60) == 128 + stop
+    assert process_ended(child)  # the launcher waited for it
+    lines = (tmp_path / "stderr").read_text().splitlines()
+    ours = [line for line in lines if line.startswith("compare.py")]
+    assert ours == [f"compare.py: interrupted by {signal.Signals(stop).name}; run the same command again to resume"], lines
+    assert not [line for line in lines if "Traceback" in line], lines
+    assert core.launch.run_state(run_dir) == "interrupted"
+    last = core.runs.load_run(run_dir).last_iter
+    assert 0 < last < 1000000

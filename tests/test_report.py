@@ -4,14 +4,19 @@ its files, what it refuses)."""
 
 import json
 import math
+import os
 import re
+import shutil
 import statistics
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
 import pytest
 from scipy import stats
 
+import compare
 import core.report
 import core.runs
 import core.stats
@@ -522,10 +527,10 @@ def test_classify_notes_name_the_metric(tmp_path):
     "line, replacement, words",
     [
         (0, {"task": "translate"}, "line 1: unknown task 'translate'"),
-        (0, {"data": {**CLASSIFY_DATA, "majority_accuracy": None}}, "line 1: the config record has no numeric data.majority_accuracy"),
-        (0, {"examples_per_iter": None}, "line 1: the config record has no numeric examples_per_iter"),
+        (0, {"data": {**CLASSIFY_DATA, "majority_accuracy": "40%"}}, "line 1: the config record has no numeric data.majority_accuracy"),
+        (0, {"examples_per_iter": [32]}, "line 1: the config record has no numeric examples_per_iter"),
         (-2, {"macro_f1": "high"}, "the eval record has no numeric macro_f1"),
-        (-1, {"final_accuracy": None}, "the end record has no numeric final_accuracy"),
+        (-1, {"final_accuracy": True}, "the end record has no numeric final_accuracy"),
         (-1, {"event": "config", "task": "lm"}, "a config record of task 'lm' in a run of task 'classify'"),
     ],
 )
@@ -589,3 +594,178 @@ def test_the_kept_reports_and_runs_name_no_absolute_path():
         checked += 1
         found += [f"{path.relative_to(RESULTS)}: {text!r}" for text in texts if ABSOLUTE_PATH.search(text)]
     assert checked > 0 and not found, found[:5]
+
+
+# --- numbers that are not finite --------------------------------------------------------------------
+
+
+def strict_json(path):
+    """The JSON file at path, failing on NaN, Infinity and -Infinity, which JSON does not have (Python writes them)."""
+    return json.loads(path.read_text(), parse_constant=lambda constant: pytest.fail(f"{path} holds {constant}"))
+
+
+def spoil(run_dir, index, **fields):
+    """Set fields of record `index` of a run's metrics.jsonl, written the way Python's json writes them (NaN as NaN)."""
+    metrics = run_dir / "metrics.jsonl"
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    for dotted, value in fields.items():
+        *parents, key = dotted.split("__")
+        target = records[index]
+        for parent in parents:
+            target = target[parent]
+        target[key] = value
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return index + 1 if index >= 0 else len(records) + index + 1  # its line number
+
+
+def without_left_out(summary):
+    return {key: value for key, value in summary.items() if key != "incomplete_runs"}
+
+
+@pytest.mark.parametrize(
+    "index, field, value, shown",
+    [
+        (-1, "final_val_loss", math.nan, "NaN"),
+        (-1, "best_val_loss", math.inf, "Infinity"),
+        (-2, "val_loss", None, "null"),  # what metrics.py writes for a non-finite number
+        (3, "loss", -math.inf, "-Infinity"),
+        (0, "config__seed", math.nan, "NaN"),
+    ],
+)
+def test_a_run_whose_numbers_are_not_finite_is_named_and_left_out(runs_root, tmp_path, capsys, index, field, value, shown):
+    clean = make_report([runs_root], tmp_path / "clean", baseline="gelu")
+    line = spoil(runs_root / "swiglu-s1", index, **{field: value})
+    summary = make_report([runs_root], tmp_path / "report")
+    kind = ["config", "train", "eval", "end"][[0, 3, -2, -1].index(index)]
+    where = f"metrics.jsonl line {line}: the {kind} record's {field.replace('__', '.')}"
+    reason = f"{runs_root / 'swiglu-s1'} ({where} is {shown}, not a finite number)"
+    assert summary["incomplete_runs"] == [reason]
+    assert f"- left out: {reason}" in (tmp_path / "report" / "summary.md").read_text() and reason in capsys.readouterr().out
+    assert strict_json(tmp_path / "report" / "summary.json") == summary
+    # never averaged in: the report is the one of the runs without it
+    shutil.rmtree(runs_root / "swiglu-s1")
+    assert without_left_out(summary) == without_left_out(make_report([runs_root], tmp_path / "without"))
+    assert arm(summary, "swiglu")["vs_baseline"]["seeds"] == [0, 2] and without_left_out(summary) != without_left_out(clean)
+
+
+def test_a_classify_run_with_a_nan_macro_f1_is_left_out(tmp_path):
+    root = write_classify_arms(tmp_path / "runs", arms=("gelu", "swiglu"))
+    line = spoil(root / "gelu-s2", -2, macro_f1=math.nan)
+    summary = make_report([root], tmp_path / "report")
+    assert summary["incomplete_runs"] == [
+        f"{root / 'gelu-s2'} (metrics.jsonl line {line}: the eval record's macro_f1 is NaN, not a finite number)"
+    ]
+    assert arm(summary, "swiglu")["vs_baseline_macro_f1"]["seeds"] == [0, 1]
+    strict_json(tmp_path / "report" / "summary.json")
+
+
+def test_a_nan_after_the_end_of_a_finished_run_leaves_it_in(tmp_path):
+    """A resume that diverged after the end line is not the run that finished (core/metrics.finished_part)."""
+    run_dir = write_run(tmp_path / "gelu-s0", "gelu", 0, 2.0)
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(
+            json.dumps({"event": "train", "iter": MAX_ITERS + 10, "tokens": 0, "time": 1.0, "loss": math.nan, "tokens_per_s": 1.0}) + "\n"
+        )
+    run = core.runs.load_run(run_dir)
+    assert run.usable and run.problem is None and run.resume_pending
+
+
+def test_when_every_run_of_an_arm_is_left_out_the_arm_is_not_reported(runs_root, tmp_path):
+    for seed in range(3):
+        spoil(runs_root / f"relu2-s{seed}", -1, final_val_loss=None)
+    summary = make_report([runs_root], tmp_path / "report")
+    assert [a["arm"] for a in summary["arms"]] == ["gelu", "swiglu"] and len(summary["incomplete_runs"]) == 3
+    for seed in range(3):
+        spoil(runs_root / f"gelu-s{seed}", -1, final_val_loss=math.nan)
+    with pytest.raises(core.runs.ReportError, match="baseline arm 'gelu' has no complete runs"):
+        make_report([runs_root], tmp_path / "report")
+
+
+def test_an_infinite_t_is_null_in_the_json(tmp_path):
+    # every difference is exactly -0.25: scipy's t is -inf, which JSON cannot hold
+    for seed, final in enumerate([2.0, 2.5]):
+        write_run(tmp_path / "runs" / f"gelu-s{seed}", "gelu", seed, final)
+        write_run(tmp_path / "runs" / f"swiglu-s{seed}", "swiglu", seed, final - 0.25)
+    summary = make_report([tmp_path / "runs"], tmp_path / "report")
+    written = strict_json(tmp_path / "report" / "summary.json")
+    assert written == summary and arm(written, "swiglu")["vs_baseline"]["t"] is None
+    assert arm(written, "swiglu")["vs_baseline"]["ci95"] == [-0.25, -0.25]
+
+
+# --- writing the report: a full disk, a second writer ----------------------------------------------
+
+FULL = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+
+
+def folder_bytes(folder):
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+@FULL
+@pytest.mark.parametrize("name", ["loss_curves.png", "summary.md", "summary.json"])
+def test_a_full_disk_is_one_line_and_leaves_each_file_whole(runs_root, tmp_path, capsys, name):
+    out = tmp_path / "report"
+    assert compare.main([str(runs_root), f"--out={out}"]) == 0
+    before = folder_bytes(out)
+    shutil.rmtree(runs_root / "relu2-s0")  # the next report differs from this one
+    (out / f"{name}.tmp").symlink_to("/dev/full")  # where the file is written before its rename: every write fails with ENOSPC
+    capsys.readouterr()
+    assert compare.main([str(runs_root), f"--out={out}"]) == 1
+    assert capsys.readouterr().err == f"error: could not write {out / name} (No space left on device); it is as it was\n"
+    after = folder_bytes(out)
+    assert sorted(after) == sorted(before) and after[name] == before[name]  # no temporary file, no lock file left
+    assert compare.main([str(runs_root), f"--out={tmp_path / 'new'}"]) == 0
+    new = folder_bytes(tmp_path / "new")
+    assert new[name] != before[name] and all(after[file] in (before[file], new[file]) for file in after)  # each one report's, whole
+
+
+@FULL
+def test_a_full_disk_leaves_no_empty_figure_in_a_new_report_folder(tmp_path, capsys):
+    from test_sweep import write_lr_sweep
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "sweep.png.tmp").symlink_to("/dev/full")
+    assert compare.main([str(write_lr_sweep(tmp_path / "runs")), f"--out={out}"]) == 1
+    assert capsys.readouterr().err == f"error: could not write {out / 'sweep.png'} (No space left on device); it is as it was\n"
+    assert list(out.iterdir()) == []
+
+
+def test_a_second_report_into_the_same_folder_is_refused_in_one_line(runs_root, tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_FOLDER, str(out)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline() == b"holding\n"
+        assert compare.main([str(runs_root), f"--out={out}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {out} is in use by pid {holder.pid} (-c {out}, since ") and err.count("\n") == 1
+        assert err.endswith("; wait for it to end or choose another --out\n")
+        assert sorted(p.name for p in out.iterdir()) == [".writer"]  # the holder's; nothing of ours
+    finally:
+        holder.communicate(b"done\n", timeout=30)
+    assert compare.main([str(runs_root), f"--out={out}"]) == 0  # released: the report is written
+    assert (out / "summary.json").is_file() and not (out / ".writer").exists()
+
+
+HOLD_FOLDER = """
+import sys
+from core.lock import exclusive_folder
+with exclusive_folder(sys.argv[1], "--out"):
+    print("holding", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_the_folder_lock_holds_against_the_same_process_too(tmp_path):
+    """flock belongs to an open file: two opens conflict even in one process, so a report can be refused in a test's."""
+    from core.lock import FolderBusy, exclusive_folder
+
+    with exclusive_folder(tmp_path, "--out"), pytest.raises(FolderBusy, match="wait for it to end or choose another --out"):
+        with exclusive_folder(tmp_path, "--out"):
+            pass

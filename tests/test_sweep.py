@@ -3,6 +3,7 @@ resumable) and their report (axis, per-point tests, each arm at its own best poi
 cross-fitted CI) and the power estimate that every report prints."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,11 @@ def test_one_key_and_keys_varied_together_parse():
         ("learning_rate=1e-3", "a sweep needs at least two points"),
         ("learning_rate=1e-3,1e-3", "a point is given twice"),
         ("learning_rate=1e-3,,2e-3", "an empty value"),
-        ("data_dir=data/a,data/b", "a swept value cannot contain them"),
+        ("n_layer/data_dir=1/data/a,2/data/b", "the values of keys varied together are split at '/', so they cannot contain one"),
+        ("learning_rate=1e-3,2e-3,", "an empty value (two commas in a row, or one at the end)"),
+        ("learning_rate=" + "1" * 250 + ",2", "would be longer than a folder name can be (255 bytes)"),
+        ("learning_rate=1e-3,0.001", "--sweep gives one point twice: --learning_rate=1e-3 and --learning_rate=0.001 both read as"),
+        ("n_layer/dropout=1/0,1/0.0", "--sweep gives one point twice: --n_layer=1 --dropout=0 and --n_layer=1 --dropout=0.0 both read"),
         ("n_embd/n_embd=1/2,3/4", "a key is named twice"),
         ("seed=1,2", "seed is set by compare.py for each run and cannot be swept"),
     ],
@@ -50,6 +55,37 @@ def test_a_malformed_sweep_is_one_line_before_anything_runs(tmp_path, capsys, te
     err = capsys.readouterr().err
     assert status == 2 and words in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_one_keys_values_may_be_paths_and_their_folders_read_back_as_typed():
+    sweep = core.launch.parse_sweep("data_dir=data/a,../shared/b%2Fc, /abs/d")
+    assert sweep.points == (("data/a",), ("../shared/b%2Fc",), ("/abs/d",))
+    plan = core.launch.plan_sweep([Path("gelu.py")], [0], Path("runs"), sweep)
+    # one folder per point directly under runs_dir, whatever its value holds; the run trains with the value as typed
+    assert [run.out_dir.parent.parent for run in plan] == [Path("runs")] * 3
+    assert plan[1].overrides == ["--data_dir=../shared/b%2Fc"]
+    labels = list(core.launch.run_dirs_by_point(plan))
+    assert labels == ["data_dir=data%2Fa", "data_dir=..%2Fshared%2Fb%252Fc", "data_dir=%2Fabs%2Fd"]
+    assert [core.runs.parse_point_label(label) for label in labels] == [{"data_dir": value} for (value,) in sweep.points]
+
+
+@pytest.mark.parametrize("values", [("a/b", "1"), ("%", "%2F"), ("%25/", "x=y"), ("100%", "a%2Fb/c"), ("/", "//")])
+def test_a_point_label_is_one_folder_name_that_parses_back_to_its_values(values):
+    keys = ("data_dir", "wandb_project")
+    label = core.runs.point_label(keys, values)
+    assert "/" not in label and label not in (".", "..")
+    assert core.runs.parse_point_label(label) == dict(zip(keys, values, strict=True))
+
+
+def test_a_sweep_folder_of_paths_is_reported_with_the_paths(tmp_path):
+    for data_dir in ("data/a", "data/b"):
+        for seed in range(2):
+            for arm, final in (("gelu", 2.0 + seed / 10), ("swiglu", 1.9 + seed / 8)):
+                point = tmp_path / "runs" / core.runs.point_label(("data_dir",), (data_dir,))
+                write_run(point / f"{arm}-s{seed}", arm, seed, final, config_extra={"data_dir": data_dir})
+    assert compare.main([str(tmp_path / "runs"), f"--out={tmp_path / 'r'}"]) == 0
+    result = json.loads((tmp_path / "r" / "sweep.json").read_text())
+    assert result["keys"] == ["data_dir"] and [p["values"] for p in result["points"]] == [{"data_dir": "data/a"}, {"data_dir": "data/b"}]
 
 
 def test_sweep_refusals_name_the_problem(tmp_path, capsys):
@@ -197,6 +233,25 @@ def test_each_arm_at_its_own_best_learning_rate_is_cross_fitted_by_seed(tmp_path
         "Cross-fitted (the choice never sees the seed it is scored on)" in markdown
         and "In-sample (chosen and scored on the same seeds" in markdown
     )
+
+
+def test_a_run_with_a_nan_loss_is_left_out_of_the_sweep_and_its_verdict(tmp_path):
+    from test_report import spoil, strict_json
+
+    root = write_lr_sweep(tmp_path / "runs")
+    nan_run = root / "learning_rate=1e-2" / "swiglu-s0"
+    line = spoil(nan_run, -1, final_val_loss=float("nan"))
+    assert compare.main([str(root), f"--out={tmp_path / 'r'}"]) == 0
+    result = strict_json(tmp_path / "r" / "sweep.json")
+    assert result["incomplete_runs"] == [
+        f"{nan_run} (metrics.jsonl line {line}: the end record's final_val_loss is NaN, not a finite number)"
+    ]
+    # the same report as without the run: swiglu has two seeds at 1e-2, and only seeds 1 and 2 ran everywhere
+    shutil.rmtree(nan_run)
+    assert compare.main([str(root), f"--out={tmp_path / 'without'}"]) == 0
+    without = json.loads((tmp_path / "without" / "sweep.json").read_text())
+    assert {**result, "incomplete_runs": []} == without
+    assert result["own_best"]["swiglu"]["seeds"] == [1, 2]
 
 
 def test_a_sweep_still_running_reports_its_finished_points(tmp_path):
