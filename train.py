@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import partial
 
 from core.entry import interrupt_guard
@@ -55,7 +55,7 @@ with interrupt_guard(__name__, "train.py"):  # torch takes seconds to import
     )
     from core.step import StepContext, check_cuda_graphs, train_step
     from data.dataset import TokenDataset, batch_from_offsets, open_dataset
-    from data.tokenizer import DataError
+    from data.tokenizer import DataError, tokenizer_from_meta
     from model import GPT, GPTConfig
 
 EVAL_SEED = 20240601  # fixed, so every run of every arm is evaluated on the same batches
@@ -98,6 +98,20 @@ def eval_batches(splits, cfg, device):
         x, y = batch_from_offsets(tokens, offsets, cfg.block_size)
         batches[name] = list(zip(x.to(device).split(cfg.batch_size), y.to(device).split(cfg.batch_size), strict=True))
     return batches
+
+
+def bytes_per_token(data, batches):
+    """Mean UTF-8 bytes of text per target token of `batches`: loss / ln 2 / this is bits per byte.
+
+    Bits per byte does not depend on the tokenizer, so character and BPE runs compare (and
+    lm-eval reports it). None when the tokenizer cannot be loaded on this machine.
+    """
+    try:
+        lengths = torch.from_numpy(tokenizer_from_meta(data.meta).byte_lengths())
+    except DataError:
+        return None
+    targets = torch.cat([y.flatten().cpu() for _, y in batches])
+    return lengths[targets].double().mean().item() or None
 
 
 @torch.no_grad()
@@ -153,12 +167,11 @@ def build_model(cfg, data, checkpoint, dtype):
         torch.manual_seed(cfg.seed)  # the model's init depends on the seed; the data order never on this RNG
         model = GPT(model_config)
     else:
-        saved = checkpoint["model_args"]
+        # a key newer than the checkpoint has the value every model had before it: its default
+        saved = {**{f.name: f.default for f in fields(GPTConfig)}, **checkpoint["model_args"]}
         for key, value in cfg.model_fields().items():
-            if saved.get(key) != value:
-                raise ConfigError(
-                    f"init_from=resume: the checkpoint in {cfg.out_dir} has {key}={saved.get(key)!r}, the config says {value!r}"
-                )
+            if saved[key] != value:
+                raise ConfigError(f"init_from=resume: the checkpoint in {cfg.out_dir} has {key}={saved[key]!r}, the config says {value!r}")
         model = model_from_checkpoint(checkpoint)
         for key, value in speed.items():  # speed switches may change across a resume
             setattr(model.config, key, value)
@@ -212,6 +225,7 @@ class TrainingRun(Run):
     report: dict  # raw_model.param_report(): parameter counts, FLOPs per token
     peak: float | None  # the device's peak FLOP/s, for MFU
     first_bad: torch.Tensor  # first iteration whose loss was not finite, -1 if none; read only at sync points
+    val_bytes_per_token: float | None = None  # of the fixed val batches' targets, for bits per byte
     best_val_loss: float = float("inf")
     val_loss: float | None = None
     bar: tqdm | None = None  # the progress bar, shown by rank 0
@@ -301,6 +315,7 @@ def start_run(cfg, data, rank, world_size, device):
         peak=peak_flops(device, cfg.peak_tflops),
         first_bad=torch.full((), -1, device=device),
     )
+    run.val_bytes_per_token = bytes_per_token(data, run.fixed_batches["val"])
     if checkpoint is not None:
         run.continue_from(checkpoint)
         run.best_val_loss, run.val_loss = checkpoint["best_val_loss"], checkpoint["val_loss"]
@@ -395,6 +410,7 @@ def evaluate(run):
                 "train_loss": losses["train"],
                 "val_loss": run.val_loss,
                 "val_ppl": math.exp(min(run.val_loss, 50)),
+                "val_bpb": run.val_loss / math.log(2) / run.val_bytes_per_token if run.val_bytes_per_token else None,
             }
         )
         run.bar.write(f"iter {run.iter}: train loss {losses['train']:.4f}, val loss {run.val_loss:.4f}")

@@ -5,7 +5,8 @@ metrics.jsonl holds one JSON object per line, each with an "event":
   config  first line, and again at each resume (with resumed_at): the run's config, parameter
           counts, the data's meta, tokens per iteration
   train   every log_interval: iter, tokens, flops, time, loss, lr, tokens_per_s, mfu
-  eval    every eval_interval and at the end: iter, tokens, flops, time, train_loss, val_loss, val_ppl
+  eval    every eval_interval and at the end: iter, tokens, flops, time, train_loss, val_loss, val_ppl,
+          val_bpb (bits per byte of text: comparable across tokenizers; null where the tokenizer is not at hand)
   end     when training finished: iter, tokens, time, best_val_loss, final_val_loss
 classify.py's runs use the same events (the config line says "task": "classify"): train has
 examples and examples_per_s instead of tokens; eval has test_loss, accuracy, macro_f1, per_class
@@ -44,6 +45,7 @@ WANDB_KEYS = {
     "eval": {
         "val_loss": "val/loss",
         "val_ppl": "val/ppl",
+        "val_bpb": "val/bpb",
         "train_loss": "eval/train_loss",
         "test_loss": "test/loss",  # classify.py
         "accuracy": "test/accuracy",

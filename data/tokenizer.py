@@ -56,6 +56,10 @@ class Tokenizer:
         """The fields meta.json needs to rebuild this tokenizer."""
         return {"tokenizer": self.name, "vocab_size": self.vocab_size, "eot_id": self.eot_id}
 
+    def byte_lengths(self) -> np.ndarray:
+        """The UTF-8 bytes of text each id stands for (0 for end-of-text, a separator and no text): bits per byte's denominator."""
+        raise NotImplementedError
+
 
 class TiktokenTokenizer(Tokenizer):
     """A tiktoken `Encoding` with an `<|endoftext|>` special token."""
@@ -78,6 +82,18 @@ class TiktokenTokenizer(Tokenizer):
 
     def decode(self, ids) -> str:
         return self.encoding.decode([int(i) for i in ids])
+
+    def byte_lengths(self) -> np.ndarray:
+        def length(i):
+            try:
+                return len(self.encoding.decode_single_token_bytes(i))
+            except KeyError:  # an id the encoding skips
+                return 0
+
+        lengths = np.array([length(i) for i in range(self.vocab_size)], dtype=np.int64)
+        for token in self.encoding.special_tokens_set:  # markers such as <|endoftext|>, not text
+            lengths[self.encoding.encode_single_token(token)] = 0
+        return lengths
 
 
 class CharTokenizer(Tokenizer):
@@ -111,6 +127,9 @@ class CharTokenizer(Tokenizer):
 
     def decode(self, ids) -> str:
         return "".join(self.vocab[int(i)] for i in ids)
+
+    def byte_lengths(self) -> np.ndarray:
+        return np.array([0 if c == CHAR_SEPARATOR else len(c.encode("utf-8", "surrogatepass")) for c in self.vocab], dtype=np.int64)
 
     def meta(self) -> dict:
         # one string, in id order: readable in meta.json and accepted by CharTokenizer

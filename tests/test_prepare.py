@@ -607,3 +607,12 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_keeps_the_old_dataset(tmp
         prepare(make_corpus(), out, tiny_tokenizer, overwrite=True)
     assert str(failed.value) == f"could not write the dataset into {out} (No space left on device); no partial files were left"
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_byte_lengths_count_the_text_of_each_id_and_nothing_for_end_of_text(tiny_tokenizer):
+    lengths = tiny_tokenizer.byte_lengths()
+    text = "the thing\n\nin éé"
+    ids = tiny_tokenizer.encode(text) + [tiny_tokenizer.eot_id]
+    assert lengths[ids].sum() == len(text.encode()) and lengths[tiny_tokenizer.eot_id] == 0
+    chars = CharTokenizer("abé")
+    assert chars.byte_lengths()[chars.encode("abé")].sum() == len("abé".encode()) and chars.byte_lengths()[chars.eot_id] == 0

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import shutil
 import signal
@@ -308,3 +309,18 @@ def test_resume_accepts_the_same_data_reprepared_with_max_token_id(char_data, tm
     (data / "meta.json").write_text(json.dumps(meta))
     summary = train(tiny_config(str(data), tmp_path / "run", max_iters=6, eval_interval=2, init_from="resume"))
     assert summary["iter"] == 6 and "max_token_id" in meta
+
+
+def test_val_bpb_is_the_val_loss_in_bits_per_byte_of_text(char_data, tmp_path):
+    from data.dataset import batch_from_offsets, open_dataset
+    from data.tokenizer import tokenizer_from_meta
+
+    cfg = tiny_config(char_data, tmp_path / "run", max_iters=4, eval_interval=4)
+    train(cfg)
+    data = open_dataset(char_data)
+    tokenizer = tokenizer_from_meta(data.meta)
+    _, targets = batch_from_offsets(data.val, eval_offsets(cfg.eval_iters * cfg.batch_size, len(data.val), cfg.block_size), cfg.block_size)
+    # counted apart from the tokenizer's table: each target decoded to text, the separator being no text
+    text_bytes = sum(len(tokenizer.decode([t]).encode()) for t in targets.flatten().tolist() if t != tokenizer.eot_id)
+    for record in events(tmp_path / "run", "eval"):
+        assert record["val_bpb"] == pytest.approx(record["val_loss"] / math.log(2) * targets.numel() / text_bytes, rel=1e-9)
