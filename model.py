@@ -16,8 +16,16 @@ The gated hidden size follows the 2/3 rule (`gated_hidden_size`): 2/3 of 4*d, ro
 multiple of `multiple_of`, so a gated MLP has the parameters and FLOPs of the 4*d plain MLP
 (exactly at d = 384 and 768, within 1% at the other common widths with the default of 16).
 
+The block is GPT-2's by default; four switches in GPTConfig make it LLaMA-style, one at a time:
+`norm='rmsnorm'` (RMSNorm for every LayerNorm), `pos='rope'` (rotary q and k, no position table),
+`qk_norm=True` (RMSNorm on each head's q and k, as Qwen3) and `tie_embeddings=False` (a separate
+lm_head). With `bias=False` and mlp='swiglu' that is the LLaMA block. The defaults build exactly
+the GPT-2 model, so a checkpoint whose model_args lack these keys loads as before.
+
 References: nanoGPT (karpathy/nanoGPT) for the layout and init; GPT-2 (Radford et al. 2019);
-Shazeer 2020 for the GLU variants; So et al. 2021 ("Primer") for squared ReLU.
+Shazeer 2020 for the GLU variants; So et al. 2021 ("Primer") for squared ReLU; Zhang & Sennrich
+2019 for RMSNorm; Su et al. 2021 ("RoFormer") for rotary positions, in the half-split layout of
+Hugging Face's LlamaForCausalLM; Touvron et al. 2023 (LLaMA) for the combination.
 """
 
 import math
@@ -30,7 +38,7 @@ from torch.nn import functional as F
 
 @dataclass
 class GPTConfig:
-    block_size: int = 1024  # longest context the model sees (learned positions)
+    block_size: int = 1024  # longest context the model sees
     vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for speed
     n_layer: int = 12
     n_head: int = 12
@@ -41,6 +49,12 @@ class GPTConfig:
     multiple_of: int = 16  # gated hidden size is rounded up to this (LLaMA uses 256)
     mlp_hidden: int | None = None  # explicit MLP hidden size; None = the rule for `mlp`
     swish_beta: bool = False  # swiglu only: gate is x*sigmoid(beta*x + gamma) with learnable beta, gamma
+    # the block: GPT-2's by default; norm='rmsnorm', pos='rope', qk_norm=True, tie_embeddings=False is LLaMA's
+    norm: str = "layernorm"  # 'layernorm' (GPT-2) or 'rmsnorm' (LLaMA): every norm of the blocks and ln_f
+    pos: str = "learned"  # 'learned' (a wpe table, GPT-2) or 'rope' (q and k rotated per head, no table)
+    rope_theta: float = 10000.0  # pos='rope': the base of the rotation frequencies
+    qk_norm: bool = False  # RMSNorm (weight of size head_dim) on each head's q and k before attention (Qwen3)
+    tie_embeddings: bool = True  # lm_head shares wte's matrix (GPT-2); False: a separate lm_head (LLaMA)
     # speed only: these change how the model computes, never what (a resume may change them)
     loss_chunk_size: int = 0  # >0: compute the loss this many tokens at a time without full logits
     fused_gate_up: bool = False  # gated MLPs: one matmul for W_gate and W_up (the same two parameters)
@@ -64,6 +78,18 @@ class GPTConfig:
             raise ValueError(f"loss_chunk_size must be >= 0, got {self.loss_chunk_size!r}")
         if self.compute_dtype not in (None, "float32", "bfloat16"):
             raise ValueError(f"compute_dtype must be None, 'float32' or 'bfloat16'; got {self.compute_dtype!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {self.norm!r}")
+        if self.pos not in POSITIONS:
+            raise ValueError(f"pos must be one of {', '.join(POSITIONS)}; got {self.pos!r}")
+        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"pos='rope' needs an even head size; n_embd/n_head = {self.n_embd // self.n_head}")
+        if not self.rope_theta > 0:
+            raise ValueError(f"rope_theta must be positive, got {self.rope_theta!r}")
+
+
+NORMS = ("layernorm", "rmsnorm")
+POSITIONS = ("learned", "rope")
 
 
 # GPTConfig fields that change speed and memory but not the function computed
@@ -85,6 +111,24 @@ class LayerNorm(nn.LayerNorm):
     def forward(self, x):
         # as autocast does: in bf16 the weight's gradient, a sum over every token, loses most of its precision
         return super().forward(at_least_float32(x)).to(x.dtype)
+
+
+class RMSNorm(nn.RMSNorm):
+    """x * rsqrt(mean(x^2) + eps) * weight (no bias, weight starts at ones), computed in at least float32 as LayerNorm is.
+
+    eps is 1e-6, the default of LLaMA's and Qwen3's configs (a LlamaForCausalLM export sets rms_norm_eps to it).
+    """
+
+    def __init__(self, dim):
+        super().__init__(dim, eps=1e-6)
+
+    def forward(self, x):
+        return super().forward(at_least_float32(x)).to(x.dtype)
+
+
+def build_norm(config):
+    """The block's normalisation for `config.norm` (a LayerNorm's bias follows `config.bias`; RMSNorm has none)."""
+    return RMSNorm(config.n_embd) if config.norm == "rmsnorm" else LayerNorm(config.n_embd, bias=config.bias)
 
 
 class Linear(nn.Linear):
@@ -122,6 +166,27 @@ class KVCache:
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
+def rope_tables(positions, head_dim, theta):
+    """cos and sin (T, head_dim) of the rotary angles position * theta^(-2i/head_dim), in float32.
+
+    Each frequency appears twice, for the two halves of a head (the layout of rotate_half).
+    """
+    inv_freq = theta ** -(torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim)
+    angles = positions.float()[:, None] * inv_freq[None, :]
+    angles = torch.cat((angles, angles), dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, rope):
+    """Rotate x (B, n_head, T, head_dim): the pair (x[i], x[i + head_dim/2]) by angle i of each position.
+
+    The half-split pairing of Hugging Face's LLaMA (rotate_half), so c_attn's q and k rows export as they are.
+    """
+    cos, sin = (t.to(x.dtype) for t in rope)
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config, layer_index):
         super().__init__()
@@ -131,12 +196,21 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = residual_projection(config.n_embd, config.n_embd, config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        if config.qk_norm:
+            self.q_norm = RMSNorm(config.n_embd // config.n_head)
+            self.k_norm = RMSNorm(config.n_embd // config.n_head)
+        self.qk_norm = config.qk_norm
 
-    def forward(self, x, cache=None):
+    def forward(self, x, cache=None, rope=None):
+        """rope: (cos, sin) of the positions of x's tokens (see rope_tables), or None for learned positions."""
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, n_head, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)  # the cache then holds rotated keys
         mask, is_causal = None, True
         if cache is not None:
             past = cache.length
@@ -261,13 +335,13 @@ def build_mlp(config):
 class Block(nn.Module):
     def __init__(self, config, layer_index):
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = build_norm(config)
         self.attn = CausalSelfAttention(config, layer_index)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = build_norm(config)
         self.mlp = build_mlp(config)
 
-    def forward(self, x, cache=None):
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(self, x, cache=None, rope=None):
+        x = x + self.attn(self.ln_1(x), cache, rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -275,17 +349,20 @@ class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
-                ln_f=LayerNorm(config.n_embd, bias=config.bias),
-            )
+        layers = dict(wte=nn.Embedding(config.vocab_size, config.n_embd))
+        if config.pos == "learned":
+            layers["wpe"] = nn.Embedding(config.block_size, config.n_embd)  # with rope, no position table
+        layers.update(
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
+            ln_f=build_norm(config),
         )
+        self.transformer = nn.ModuleDict(layers)
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight  # weight tying, as in GPT-2
+        if config.tie_embeddings:
+            self.transformer.wte.weight = self.lm_head.weight  # weight tying, as in GPT-2
+        # Linear and Embedding weights: normal(0, 0.02), residual writes depth-scaled (an untied lm_head
+        # like wte); norm weights keep their ones and biases their zeros
         self.apply(self._init_weights)
 
     def _init_weights(self, module):
@@ -300,18 +377,21 @@ class GPT(nn.Module):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def hidden_states(self, idx, cache=None):
-        """Final-LayerNorm output (B, T, n_embd) for token ids idx (B, T)."""
-        T = idx.size(1)
+        """Final-norm output (B, T, n_embd) for token ids idx (B, T); with a cache, positions start at its length."""
+        cfg, T = self.config, idx.size(1)
         start = cache.length if cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(f"sequence of length {start + T} exceeds block_size {self.config.block_size}")
+        if start + T > cfg.block_size:
+            raise ValueError(f"sequence of length {start + T} exceeds block_size {cfg.block_size}")
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
-        if self.config.compute_dtype:
-            x = x.to(getattr(torch, self.config.compute_dtype))
+        x = self.transformer.wte(idx)
+        if cfg.pos == "learned":
+            x = x + self.transformer.wpe(pos)
+        rope = rope_tables(pos, cfg.n_embd // cfg.n_head, cfg.rope_theta) if cfg.pos == "rope" else None
+        if cfg.compute_dtype:
+            x = x.to(getattr(torch, cfg.compute_dtype))
         x = self.transformer.drop(x)
         for block in self.transformer.h:
-            x = block(x, cache)
+            x = block(x, cache, rope)
         if cache is not None:
             cache.length += T
         return self.transformer.ln_f(x)
@@ -338,11 +418,18 @@ class GPT(nn.Module):
 
     # ---- reports ----
 
+    def embedding_matrices(self):
+        """The vocabulary and position tables: wte, wpe (learned positions only), lm_head (untied only); each once."""
+        tables = [self.transformer.wte.weight, self.lm_head.weight]
+        if self.config.pos == "learned":
+            tables.append(self.transformer.wpe.weight)
+        return list({id(t): t for t in tables}.values())
+
     def num_params(self, non_embedding=False):
-        """Parameter count; non_embedding excludes token and position embeddings (tied lm_head too)."""
+        """Parameter count (a tied matrix once); non_embedding excludes embedding_matrices(), an untied lm_head too."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            n -= self.transformer.wte.weight.numel() + self.transformer.wpe.weight.numel()
+            n -= sum(t.numel() for t in self.embedding_matrices())
         return n
 
     def num_mlp_params(self):
@@ -351,11 +438,15 @@ class GPT(nn.Module):
     def flops_per_token(self):
         """Training FLOPs per token: 6 * (matmul parameters) + the attention term 12 * L * d * T.
 
-        Matmul parameters are all parameters but the position table; the tied token table counts
-        because the lm_head multiplies by it (the convention of PaLM's appendix B and nanoGPT).
+        Matmul parameters are all parameters but the lookup tables: the position table (learned
+        positions) and, untied, the token table; the lm_head counts, tied or not, because it multiplies
+        (the convention of PaLM's appendix B and nanoGPT). RoPE and the norms are elementwise: not counted.
         """
         cfg = self.config
-        dense = self.num_params() - self.transformer.wpe.weight.numel()
+        lookups = [] if cfg.tie_embeddings else [self.transformer.wte.weight]
+        if cfg.pos == "learned":
+            lookups.append(self.transformer.wpe.weight)
+        dense = self.num_params() - sum(t.numel() for t in lookups)
         return 6 * dense + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
 
     def param_report(self):
@@ -395,8 +486,8 @@ class GPT(nn.Module):
 
         temperature 0 means greedy decoding; vocab_limit keeps ids below it (a tokenizer's size,
         when the model's vocabulary is padded past it). With the KV cache each step feeds one token; once the
-        sequence outgrows block_size, the learned positions shift and every step recomputes the
-        last block_size tokens, exactly as uncached generation does.
+        sequence outgrows block_size, the positions (learned or rotary) shift and every step recomputes
+        the last block_size tokens, exactly as uncached generation does.
         """
         cache = None
         for _ in range(max_new_tokens):

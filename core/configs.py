@@ -41,6 +41,12 @@ class RunConfig:
     multiple_of: int = 16  # gated MLP hidden size is rounded up to a multiple of this
     mlp_hidden: int | None = None  # None = 4*n_embd (plain) or the 2/3 rule (gated)
     swish_beta: bool = False  # swiglu: learnable beta, gamma in the gate x*sigmoid(beta*x + gamma)
+    # the block: GPT-2's by default; rmsnorm + rope + qk_norm + bias=False (+ tie_embeddings=False) is LLaMA's
+    norm: str = "layernorm"  # layernorm (GPT-2) or rmsnorm (LLaMA)
+    pos: str = "learned"  # positions: learned (a table, GPT-2) or rope (rotary q and k, LLaMA; no table)
+    rope_theta: float = 10000.0  # pos=rope: the base of the rotation frequencies
+    qk_norm: bool = False  # RMSNorm on each head's q and k before attention (Qwen3)
+    tie_embeddings: bool = True  # the output layer shares the token embedding's matrix; False: a separate lm_head
     # optimizer (AdamW) and schedule (linear warmup, cosine decay)
     learning_rate: float = 6e-4
     max_iters: int = 2000
