@@ -20,12 +20,12 @@ import sys
 import time
 import typing
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 
 from core.configs import TrainConfig
-from core.configurator import ConfigError, help_text, load_config, load_options, parse_value
+from core.configurator import ConfigError, build, help_text, load_config, load_options, parse_value
 from core.entry import run_main
 from core.hardware import device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
 from core.lifecycle import make_optimizer
@@ -157,10 +157,7 @@ def parse_arguments(argv):
     args, rest = load_options(BenchOptions, argv, "bench.py", usage, __doc__.strip(), passthrough=True, more_help=train_help)
     cfg = load_config(TrainConfig, rest, prog="bench.py")
     key, values = parse_compare(args.compare) if args.compare else ("mlp", [cfg.mlp])
-    try:
-        variants = [replace(cfg, **{key: value}) for value in values]
-    except ValueError as e:  # TrainConfig's own check of a --compare value
-        raise ConfigError(str(e)) from None
+    variants = [build(TrainConfig, {**asdict(cfg), key: value}) for value in values]  # TrainConfig checks each value
     for variant in variants:
         resolve_device(variant.device)  # a device that is not there: one line here, not a child's traceback
         check_cuda_graphs(variant, variant.gradient_accumulation_steps)

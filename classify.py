@@ -164,8 +164,8 @@ def build_classifier(cfg, label_names, train_texts, checkpoint, pretrained):
         return model, tokenizer, checkpoint["data_meta"]
     torch.manual_seed(cfg.seed)
     if pretrained is not None:
-        tokenizer = pretrained[1]
-        backbone = model_from_checkpoint(pretrained[0], dropout=cfg.dropout)
+        language_model, tokenizer = pretrained
+        backbone = model_from_checkpoint(language_model, dropout=cfg.dropout)
     else:
         if cfg.tokenizer == "char":
             tokenizer = CharTokenizer(sorted(set("".join(train_texts)) - {CHAR_SEPARATOR}))

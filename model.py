@@ -443,9 +443,7 @@ class GPT(nn.Module):
         (the convention of PaLM's appendix B and nanoGPT). RoPE and the norms are elementwise: not counted.
         """
         cfg = self.config
-        lookups = [] if cfg.tie_embeddings else [self.transformer.wte.weight]
-        if cfg.pos == "learned":
-            lookups.append(self.transformer.wpe.weight)
+        lookups = [t for t in self.embedding_matrices() if t is not self.lm_head.weight]
         dense = self.num_params() - sum(t.numel() for t in lookups)
         return 6 * dense + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
 

@@ -40,6 +40,16 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
+def write_whole(path, content):
+    """Write `content` (str or bytes) to `path` through atomic_write; a failure is an OSError whose one line
+    names the path and the OS's reason (a full disk: No space left on device), the previous file left as it was."""
+    try:
+        with atomic_write(path, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
+    except OSError as e:
+        raise OSError(f"could not write {path} ({e.strerror or e}); it is as it was") from None
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="w"):
     """Open `path`'s temp file for writing; when the block ends without error, fsync it and rename it over `path`.

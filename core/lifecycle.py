@@ -2,8 +2,8 @@
 
 A run starts in out_dir (fresh, refusing to overwrite a run there, or resumed from its
 checkpoint after checking that the config continues the same run), opens metrics.jsonl and the
-wandb run, steps with AdamW on a warmup-cosine schedule while SIGINT/SIGTERM are turned into a
-request to save and stop, checkpoints atomically with each process's RNG state, and ends with
+wandb run, steps with AdamW on a warmup-cosine schedule while SIGINT, SIGTERM and SIGHUP are turned
+into a request to save and stop, checkpoints atomically with each process's RNG state, and ends with
 an end record and a summary. Each trainer keeps its own loop, model, batches and evaluation and
 calls these for the rest.
 """

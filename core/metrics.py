@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from core.atomic import atomic_write
+from core.atomic import write_whole
 from core.entry import RunFailed
 
 METRICS_NAME = "metrics.jsonl"
@@ -81,11 +81,7 @@ def start_metrics(out_dir, config_record, resumed_at=None):
         config_record = {**config_record, "resumed_at": resumed_at}
         if path.exists():
             kept = [r for r in read_metrics(out_dir) if record_precedes(r, resumed_at)]
-    try:
-        with atomic_write(path) as f:
-            f.writelines(json.dumps(finite_or_null(r), allow_nan=False) + "\n" for r in [*kept, config_record])
-    except OSError as e:
-        raise RunFailed(f"could not write {path} ({e.strerror or e}); it is as it was") from None
+    write_whole(path, "".join(json.dumps(finite_or_null(r), allow_nan=False) + "\n" for r in [*kept, config_record]))
 
 
 def finite_or_null(value):

@@ -17,7 +17,7 @@ import io
 import json
 from pathlib import Path
 
-from core.atomic import atomic_write
+from core.atomic import write_whole
 from core.lock import exclusive_folder
 from core.metrics import finite_or_null
 from core.render import (
@@ -67,15 +67,6 @@ def png_bytes(draw):
     return buffer.getvalue()
 
 
-def write_file(path, content):
-    """Write bytes to `path` whole or not at all; an OSError in one line naming it and why (a full disk: No space left on device)."""
-    try:
-        with atomic_write(path, "wb") as f:
-            f.write(content)
-    except OSError as error:
-        raise OSError(f"could not write {path} ({error.strerror or error}); it is as it was") from None
-
-
 def write_report(out_dir, figure, stem, header, table, result):
     """The figure (file name, PNG bytes), <stem>.md (a header line, then the Markdown table) and <stem>.json in out_dir.
 
@@ -86,10 +77,10 @@ def write_report(out_dir, figure, stem, header, table, result):
         figure_name: png,
         f"{stem}.md": f"{header}\n\n{table}".encode(),
         # strict JSON: null where a number is undefined or infinite (t of equal differences), never NaN
-        f"{stem}.json": (json.dumps(finite_or_null(result), indent=2, allow_nan=False) + "\n").encode(),
+        f"{stem}.json": (json.dumps(result, indent=2, allow_nan=False) + "\n").encode(),
     }
     for name, content in files.items():
-        write_file(out_dir / name, content)
+        write_whole(out_dir / name, content)
     print(header)
     print(table, end="")
     print("wrote " + ", ".join(str(out_dir / name) for name in files))
@@ -109,13 +100,14 @@ def report(runs, out_dir, baseline, allow_mismatch=False, use_wandb=False):
     summary["incomplete_runs"] = left_out
     summary["mismatch"] = mismatch
     png = png_bytes(lambda out: plot_curves(group_by_arm(complete), summary, out, task))
+    clean = finite_or_null(summary)  # strict JSON: null where a number is undefined or infinite, never NaN
 
     out_dir = make_report_dir(out_dir)
     with exclusive_folder(out_dir, "--out"):
-        write_report(out_dir, (task.figure, png), "summary", describe_setup(summary, task), markdown_table(summary, task), summary)
+        write_report(out_dir, (task.figure, png), "summary", describe_setup(summary, task), markdown_table(summary, task), clean)
         if use_wandb:
             log_to_wandb(summary, out_dir / task.figure, complete[0].config, task)
-    return finite_or_null(summary)
+    return clean
 
 
 # -----------------------------------------------------------------------------
@@ -196,9 +188,10 @@ def report_sweep(runs_by_point, out_dir, baseline, allow_mismatch=False, use_wan
     result = sweep_result(task, points, axis, incomplete, baseline)
     title = sweep_title(result, points, task)
     png = png_bytes(lambda out: plot_sweep(points, axis, result, task, out, title))
+    clean = finite_or_null(result)
     out_dir = make_report_dir(out_dir)
     with exclusive_folder(out_dir, "--out"):
-        write_report(out_dir, ("sweep.png", png), "sweep", title, sweep_markdown(result, task), result)
+        write_report(out_dir, ("sweep.png", png), "sweep", title, sweep_markdown(result, task), clean)
         if use_wandb:  # project and group: the runs'
             log_sweep_to_wandb(result, out_dir / "sweep.png", next(iter(runs_by_point.values()))[0].config, task)
-    return finite_or_null(result)
+    return clean

@@ -242,7 +242,7 @@ def load_run(run_dir):
     return Run(run_dir, by_kind["config"][-1], by_kind["train"], by_kind["eval"], end, resume_pending=pending, problem=problem)
 
 
-def record_problem(record, task="lm"):
+def record_problem(record, task):
     """None if the report can read this metrics record of a `task` run, else what is wrong with it.
 
     A number field that is null, NaN or infinite is no problem here: it is a run that went wrong
@@ -261,7 +261,7 @@ def record_problem(record, task="lm"):
     return None
 
 
-def not_finite(record, task="lm"):
+def not_finite(record, task):
     """None if every number the report reads from this (well-formed) record is finite, else which is not, in one phrase."""
     for name in TASKS[task].needed.get(record.get("event"), ()):
         value = nested_get(record, name)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.runs import ReportError
+from core.runs import ReportError, is_number
 
 # -----------------------------------------------------------------------------
 # Curves
@@ -291,7 +291,7 @@ def sweep_axis(points, baseline):
         return Axis(f"non-embedding parameters ({baseline})", [float(p) for p in params], log=True)
     key = next(iter(points[0].values), None)
     values = [point.values.get(key) for point in points]
-    if key and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    if key and all(is_number(v) for v in values):
         log = min(values) > 0 and max(values) >= 4 * min(values)
         return Axis(key, [float(v) for v in values], log=log)
     return Axis(key or "point", list(range(len(points))), log=False, ticks=[point.label for point in points])

@@ -42,7 +42,6 @@ with interrupt_guard(__name__, "data/prepare.py"):  # nothing to clean up yet: o
     import shutil
     import signal
     import sysconfig
-    import threading
     import time
     import urllib.request
     from collections.abc import Callable, Iterable
@@ -54,7 +53,8 @@ with interrupt_guard(__name__, "data/prepare.py"):  # nothing to clean up yet: o
 
     from core.atomic import atomic_write, remove_file, temp_path
     from core.configurator import load_options, note
-    from core.entry import Interrupted, RunFailed, run_main
+    from core.entry import STOP_SIGNALS as ENTRY_STOP_SIGNALS
+    from core.entry import Interrupted, RunFailed, restore_signals, run_main, take_signals
     from core.lock import exclusive_folder
     from core.paths import recorded_path
     from data.tokenizer import CharTokenizer, DataError, TiktokenTokenizer, Tokenizer, get_tokenizer
@@ -65,7 +65,7 @@ SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/da
 PIECE_CHARS = 1 << 20  # text read at a time, and the size long documents are cut to
 MAX_PIECE_CHARS = 8 * PIECE_CHARS  # a longer line (minified text) is cut anywhere, which may change one token
 BATCH_CHARS = 1 << 20  # text one thread encodes at a time: short documents go together
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, *ENTRY_STOP_SIGNALS)  # Ctrl-C, a scheduler's SIGTERM, a closed terminal's SIGHUP
 
 
 @dataclass
@@ -364,21 +364,17 @@ def _check_replaceable(out_dir: Path, source: str, tokenizer_name: str, overwrit
 
 @contextlib.contextmanager
 def _signal_handler(handler):
-    """SIGINT and SIGTERM call `handler` during the block (Python handles signals in the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    """The stop signals call `handler` during the block (core/entry.take_signals: main thread only, ignored ones stay so)."""
+    previous = take_signals(STOP_SIGNALS, handler)
     try:
         yield
     finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
+        restore_signals(previous)
 
 
 @contextlib.contextmanager
 def _signals_deferred():
-    """Hold SIGINT and SIGTERM back during the block; the first that came is delivered at its end."""
+    """Hold the stop signals back during the block; the first that came is delivered at its end."""
     arrived = []
     try:
         with _signal_handler(lambda signum, frame: arrived.append(signum)):
@@ -515,7 +511,8 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit status as core.entry.run_main's: 0, 2 for a mistake (one `error:` line), 128 + the signal number for SIGINT or SIGTERM."""
+    """Exit status as core.entry.run_main's: 0, 2 for a mistake (one `error:` line), 128 + the signal number
+    for SIGINT, SIGTERM or SIGHUP."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(arg == "--input" or arg.startswith("--input=") for arg in argv):  # the argparse days' spelling
         note("data/prepare.py", "--input is deprecated: give the paths as arguments, without --input")

@@ -423,6 +423,7 @@ def test_an_unfinished_resume_after_the_end_keeps_the_run_finished(tmp_path):
         f.write("".join(json.dumps(r) + "\n" for r in extra))
     run = core.runs.load_run(run_dir)
     assert run.complete and run.config["max_iters"] == MAX_ITERS and run.end["final_val_loss"] == 2.0
+    assert run.usable and run.problem is None  # the NaN after the end line is not the finished run's
     assert max(line["iter"] for line in run.train) == MAX_ITERS
     (run_dir / "ckpt.pt").write_bytes(b"")  # the extension's checkpoint: a launch resumes it
     assert run.resume_pending and core.launch.run_state(run_dir) == "interrupted"

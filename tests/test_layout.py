@@ -9,7 +9,8 @@ LONGEST_FUNCTION = 60  # lines, docstring included
 
 
 def project_files():
-    return sorted(p for p in ROOT.rglob("*.py") if not {".git", ".anchors"} & set(p.relative_to(ROOT).parts))
+    # hidden folders (.git, a local .venv) hold no project code
+    return sorted(p for p in ROOT.rglob("*.py") if not any(part.startswith(".") for part in p.relative_to(ROOT).parts))
 
 
 def imported_modules(tree):

@@ -50,6 +50,13 @@ def test_a_second_writer_is_refused_in_one_line_naming_the_holder(tmp_path):
         holder.wait()
 
 
+def test_two_opens_in_one_process_conflict_too(tmp_path):
+    """flock belongs to an open file, not a process: a test can hold a folder that the code under test is refused."""
+    with exclusive_folder(tmp_path, "--out"), pytest.raises(FolderBusy, match="wait for it to end or choose another --out"):
+        with exclusive_folder(tmp_path, "--out"):
+            pass
+
+
 def test_a_killed_holder_never_blocks_and_a_released_folder_is_left_clean(tmp_path):
     holder = hold_in_another_process(tmp_path)
     holder.send_signal(signal.SIGKILL)  # no clean-up runs: the .writer file stays behind

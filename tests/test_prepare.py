@@ -555,8 +555,9 @@ def test_tiny_plugin_encodes_like_the_fixture(tmp_path, big_corpus, tiny_tokeniz
         (signal.SIGTERM, False),  # kill PID
         (signal.SIGINT, True),  # Ctrl-C: the terminal signals every process of the group
         (signal.SIGTERM, True),  # a job scheduler stopping all processes of a job
+        (signal.SIGHUP, True),  # the terminal closed
     ],
-    ids=["kill", "ctrl-c", "scheduler"],
+    ids=["kill", "ctrl-c", "scheduler", "hangup"],
 )
 def test_signal_while_threads_encode(tmp_path, big_corpus, signum, whole_group):
     folder, env = big_corpus
