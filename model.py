@@ -5,7 +5,7 @@ Read top to bottom: the config, causal self-attention (with a KV cache for gener
 variants and their table, the transformer block, and the GPT itself.
 
 The MLP variants (the only thing a SwiGLU-vs-GELU comparison should change):
-- plain, two matrices, hidden 4*d:   out = W_down(act(W_up x))       gelu, relu, relu2
+- plain, two matrices, hidden 4*d:   out = W_down(act(W_up x))       gelu, gelu_tanh, relu, relu2
 - gated, three matrices, hidden ~8d/3: out = W_down(act(W_gate x) * W_up x)   swiglu, geglu, reglu
 SwiGLU is Swish(x W_gate) ⊙ (x W_up) followed by a down-projection (Shazeer 2020, "GLU Variants
 Improve Transformer", arXiv:2002.05202). It is *not* the single-input formula x·sigmoid(βx + γ)
@@ -233,7 +233,12 @@ def relu_squared(x):
     return F.relu(x).square()
 
 
-ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "relu2": relu_squared, "silu": F.silu}
+def gelu_tanh(x):
+    """GELU's tanh approximation, the activation OpenAI's GPT-2 was trained with (so its weights import exactly)."""
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS = {"gelu": F.gelu, "gelu_tanh": gelu_tanh, "relu": F.relu, "relu2": relu_squared, "silu": F.silu}
 
 
 @dataclass(frozen=True)
@@ -245,6 +250,7 @@ class MLPVariant:
 # The one place where variants are chosen. Adding one is a line here (plus a test).
 MLP_VARIANTS = {
     "gelu": MLPVariant("gelu", gated=False),
+    "gelu_tanh": MLPVariant("gelu_tanh", gated=False),
     "relu": MLPVariant("relu", gated=False),
     "relu2": MLPVariant("relu2", gated=False),
     "swiglu": MLPVariant("silu", gated=True),
@@ -306,14 +312,14 @@ class GatedMLP(nn.Module):
         hidden = mlp_hidden_size(config)
         self.w_gate = Linear(config.n_embd, hidden, bias=config.bias)
         self.w_up = Linear(config.n_embd, hidden, bias=config.bias)
-        self.fused = config.fused_gate_up
+        self.config = config  # fused_gate_up is read at each call: a resumed or imported model takes the run's switch
         self.w_down = residual_projection(hidden, config.n_embd, config.bias)
         # a Module when learnable (so beta, gamma are parameters), else a plain function
         self.act = LearnableSwish() if config.swish_beta else ACTIVATIONS[MLP_VARIANTS[config.mlp].activation]
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        if self.fused:
+        if self.config.fused_gate_up:
             # one (2h x d) matmul instead of two (h x d) ones; the parameters stay two, so
             # checkpoints and the init do not depend on the switch
             weight = torch.cat((self.w_gate.weight, self.w_up.weight))
