@@ -35,6 +35,7 @@ with interrupt_guard(__name__, "train.py"):  # torch takes seconds to import
     from core.configs import TrainConfig
     from core.configurator import ConfigError
     from core.hardware import device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
+    from core.hf import check_tokenizer, gpt_from_hf, load_hf_model
     from core.lifecycle import (
         Run,
         TrainingError,
@@ -160,25 +161,42 @@ def load_data(cfg):
 
 
 def build_model(cfg, data, checkpoint, dtype):
-    """A fresh GPT for cfg, or the checkpoint's (after checking that cfg describes the same model)."""
-    speed = cfg.speed_fields(dtype)
-    if checkpoint is None:
-        model_config = GPTConfig(**cfg.model_fields(), **speed, vocab_size=cfg.vocab_size or padded_vocab_size(data.vocab_size))
+    """A fresh GPT for cfg, a pretrained one (init_from=gpt2 or a transformers folder), or the checkpoint's."""
+    if checkpoint is not None:
+        model = resumed_model(cfg, checkpoint)
+    elif cfg.init_from == "scratch":
         torch.manual_seed(cfg.seed)  # the model's init depends on the seed; the data order never on this RNG
-        model = GPT(model_config)
+        model = GPT(GPTConfig(**cfg.model_fields(), vocab_size=cfg.vocab_size or padded_vocab_size(data.vocab_size)))
     else:
-        # a key newer than the checkpoint has the value every model had before it: its default
-        saved = {**{f.name: f.default for f in fields(GPTConfig)}, **checkpoint["model_args"]}
-        for key, value in cfg.model_fields().items():
-            if saved[key] != value:
-                raise ConfigError(f"init_from=resume: the checkpoint in {cfg.out_dir} has {key}={saved[key]!r}, the config says {value!r}")
-        model = model_from_checkpoint(checkpoint)
-        for key, value in speed.items():  # speed switches may change across a resume
-            setattr(model.config, key, value)
+        model = pretrained_model(cfg, data)
+    for key, value in cfg.speed_fields(dtype).items():  # speed switches are this run's, whatever the checkpoint's
+        setattr(model.config, key, value)
     if data.vocab_size > model.config.vocab_size:
         raise DataError(
             f"the data's vocabulary ({data.vocab_size} tokens) is larger than the model's vocab_size ({model.config.vocab_size})"
         )
+    return model
+
+
+def resumed_model(cfg, checkpoint):
+    """The checkpoint's model, after checking that cfg describes it (a pretrained start's shape is taken as saved)."""
+    # a key newer than the checkpoint has the value every model had before it: its default
+    saved = {**{f.name: f.default for f in fields(GPTConfig)}, **checkpoint["model_args"]}
+    if checkpoint.get("pretrained_from"):
+        cfg.take_model_fields(saved)  # the config file never described a pretrained model's shape
+    for key, value in cfg.model_fields().items():
+        if saved[key] != value:
+            raise ConfigError(f"init_from=resume: the checkpoint in {cfg.out_dir} has {key}={saved[key]!r}, the config says {value!r}")
+    return model_from_checkpoint(checkpoint)
+
+
+def pretrained_model(cfg, data):
+    """OpenAI's GPT-2 or a transformers folder's model as our GPT, with cfg's dropout and block_size; its shape goes into cfg."""
+    check_tokenizer(cfg.init_from, data.meta)
+    model = gpt_from_hf(load_hf_model(cfg.init_from), dropout=cfg.dropout, block_size=cfg.block_size)
+    cfg.take_model_fields(vars(model.config))  # recorded with the run, so reports and a resume see the real model
+    c = model.config
+    print(f"init_from={cfg.init_from}: {c.n_layer} layers, {c.n_head} heads, n_embd={c.n_embd}, mlp={c.mlp}, norm={c.norm}, pos={c.pos}")
     return model
 
 
@@ -226,6 +244,7 @@ class TrainingRun(Run):
     peak: float | None  # the device's peak FLOP/s, for MFU
     first_bad: torch.Tensor  # first iteration whose loss was not finite, -1 if none; read only at sync points
     val_bytes_per_token: float | None = None  # of the fixed val batches' targets, for bits per byte
+    pretrained_from: str | None = None  # the init_from (gpt2, a folder) this run's weights started from; None = scratch
     best_val_loss: float = float("inf")
     val_loss: float | None = None
     bar: tqdm | None = None  # the progress bar, shown by rank 0
@@ -316,6 +335,9 @@ def start_run(cfg, data, rank, world_size, device):
         first_bad=torch.full((), -1, device=device),
     )
     run.val_bytes_per_token = bytes_per_token(data, run.fixed_batches["val"])
+    run.pretrained_from = (
+        checkpoint.get("pretrained_from") if checkpoint is not None else cfg.init_from if cfg.init_from != "scratch" else None
+    )
     if checkpoint is not None:
         run.continue_from(checkpoint)
         run.best_val_loss, run.val_loss = checkpoint["best_val_loss"], checkpoint["val_loss"]
@@ -425,6 +447,7 @@ def save(run):
         "model": run.raw_model.state_dict(),
         "model_args": asdict(run.raw_model.config),
         "data_meta": run.data.meta,
+        "pretrained_from": run.pretrained_from,
         "best_val_loss": run.best_val_loss,
         "val_loss": run.val_loss,
     }

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, fields
 
 from core.hardware import check_device, check_dtype
+from core.hf import check_source
 from core.step import SDPA_BACKENDS
 from model import POOLINGS, SPEED_FIELDS, GPTConfig
 
@@ -37,7 +38,7 @@ class RunConfig:
     n_embd: int = 384
     dropout: float = 0.0
     bias: bool = False  # biases in Linear and LayerNorm layers
-    mlp: str = "swiglu"  # gelu, relu, relu2, swiglu, geglu, reglu
+    mlp: str = "swiglu"  # gelu, gelu_tanh (GPT-2's own), relu, relu2, swiglu, geglu, reglu
     multiple_of: int = 16  # gated MLP hidden size is rounded up to a multiple of this
     mlp_hidden: int | None = None  # None = 4*n_embd (plain) or the 2/3 rule (gated)
     swish_beta: bool = False  # swiglu: learnable beta, gamma in the gate x*sigmoid(beta*x + gamma)
@@ -80,6 +81,11 @@ class RunConfig:
         skipped = {"vocab_size", *SPEED_FIELDS}  # the vocabulary comes from the data or the tokenizer
         return {f.name: getattr(self, f.name) for f in fields(GPTConfig) if hasattr(self, f.name) and f.name not in skipped}
 
+    def take_model_fields(self, values):
+        """Set the model keys from `values` (a dict of GPTConfig fields): a pretrained model's shape is its own."""
+        for key in self.model_fields():
+            setattr(self, key, values[key])
+
 
 def check_choice(cfg, name, allowed):
     """Raise ValueError unless cfg.<name> is one of `allowed`."""
@@ -92,6 +98,9 @@ class TrainConfig(RunConfig):
     """train.py's keys: a language model on a folder made by data/prepare.py."""
 
     data_dir: str = "data/quickstart"  # a folder written by data/prepare.py
+    # scratch, resume, gpt2 / gpt2-medium / gpt2-large / gpt2-xl (OpenAI's weights, from the hub), or a transformers
+    # folder (export.py writes them): the model keys then come from those weights, dropout and block_size from here
+    init_from: str = "scratch"
     eval_iters: int = 20  # batches per split in each evaluation
     wandb_group: str = ""  # '' = '<data folder>-<n_layer>x<n_embd>', shared by both arms
     gradient_accumulation_steps: int = 1  # micro-steps per iteration, summed over all processes
@@ -108,7 +117,8 @@ class TrainConfig(RunConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check_choice(self, "init_from", ("scratch", "resume"))
+        if self.init_from not in ("scratch", "resume"):
+            check_source(self.init_from)
         check_choice(self, "compile_mode", ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
         check_choice(self, "sdpa_backend", ("auto", *SDPA_BACKENDS))
         for name in ("eval_iters", "gradient_accumulation_steps"):
@@ -117,7 +127,10 @@ class TrainConfig(RunConfig):
         GPTConfig(**self.model_fields(), **self.speed_fields(self.dtype), vocab_size=self.vocab_size or 1)  # validates the model keys
         # readable defaults, recorded with the run so a report can find the group again
         self.wandb_group = self.wandb_group or f"{os.path.basename(os.path.normpath(self.data_dir))}-{self.n_layer}x{self.n_embd}"
-        self.wandb_run_name = self.wandb_run_name or f"{self.mlp}-s{self.seed}"
+        pretrained = self.init_from not in ("scratch", "resume")
+        self.wandb_run_name = (
+            self.wandb_run_name or f"{os.path.basename(os.path.normpath(self.init_from)) if pretrained else self.mlp}-s{self.seed}"
+        )
 
     def speed_fields(self, dtype):
         """The GPTConfig fields that only change speed (model.SPEED_FIELDS), as the switches and the resolved dtype ask."""

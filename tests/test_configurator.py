@@ -93,7 +93,7 @@ def test_invalid_values_are_config_errors():
     with pytest.raises(ConfigError, match="mlp must be one of"):
         load_config(TrainConfig, ["--mlp=swishglu"])
     with pytest.raises(ConfigError, match="init_from"):
-        load_config(TrainConfig, ["--init_from=gpt2"])
+        load_config(TrainConfig, ["--init_from=gpt3"])
     with pytest.raises(ConfigError, match="device must be"):
         load_config(TrainConfig, ["--device=gpu"])
     with pytest.raises(ConfigError, match="compile_mode"):

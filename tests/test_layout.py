@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ENTRY_POINTS = {"train", "classify", "compare", "sample", "bench"}  # the scripts users run at the top level
+ENTRY_POINTS = {"train", "classify", "compare", "sample", "bench", "export"}  # the scripts users run at the top level
 LONGEST_FUNCTION = 60  # lines, docstring included
 
 
