@@ -101,32 +101,58 @@ def eval_batches(splits, cfg, device):
     return batches
 
 
-def bytes_per_token(data, batches):
-    """Mean UTF-8 bytes of text per target token of `batches`: loss / ln 2 / this is bits per byte.
+@dataclass
+class TextTargets:
+    """The val batches' targets seen as text, for bits per byte (from text_targets)."""
 
-    Bits per byte does not depend on the tokenizer, so character and BPE runs compare (and
-    lm-eval reports it). None when the tokenizer cannot be loaded on this machine.
+    masked: list  # per batch: its targets with those of no text set to -1 (ignored), or None where all are text
+    counts: list[int]  # per batch: how many targets are text
+    bytes: int  # UTF-8 bytes of text of all the batches' targets
+
+
+def text_targets(data, batches):
+    """TextTargets of `batches`, or None where the tokenizer cannot be loaded on this machine.
+
+    Bits per byte is the loss of the targets that are text over their bytes: end-of-text ids (no
+    bytes) are left out of both, as lm-eval scores each document alone and nanochat masks them.
+    It does not depend on the tokenizer, so character and BPE runs compare.
     """
     try:
         lengths = torch.from_numpy(tokenizer_from_meta(data.meta).byte_lengths())
     except DataError:
         return None
-    targets = torch.cat([y.flatten().cpu() for _, y in batches])
-    return lengths[targets].double().mean().item() or None
+    masked, counts, total = [], [], 0
+    for _, y in batches:
+        y_bytes = lengths[y.cpu()]
+        is_text = (y_bytes > 0).to(y.device)
+        masked.append(None if bool(is_text.all()) else torch.where(is_text, y, -1))
+        counts.append(int(is_text.sum()))
+        total += int(y_bytes.sum())
+    return TextTargets(masked, counts, total) if total else None
 
 
 @torch.no_grad()
-def estimate_loss(model, batches, ctx):
-    """Mean loss over each split's evaluation batches (from eval_batches)."""
+def estimate_loss(model, batches, ctx, text=None):
+    """Mean loss over each split's evaluation batches (from eval_batches); with `text` (text_targets of the
+    val batches) also "val_bpb", their bits per byte of text. A val batch whose targets are all text is
+    run once for both; one holding an end-of-text target runs again with it masked."""
     model.eval()
     out = {}
     for name, split_batches in batches.items():
-        total = torch.zeros((), device=split_batches[0][0].device)
+        losses = []
         for x, y in split_batches:
             with ctx:
                 _, loss = model(x, y)
-            total += loss.float()
-        out[name] = (total / len(split_batches)).item()
+            losses.append(loss.float())
+        out[name] = torch.stack(losses).mean().item()
+        if name == "val" and text is not None:
+            nats = torch.zeros((), dtype=torch.float64, device=losses[0].device)
+            for (x, _), masked, count, loss in zip(split_batches, text.masked, text.counts, losses, strict=True):
+                if masked is not None:
+                    with ctx:
+                        _, loss = model(x, masked)
+                nats += loss.double() * count
+            out["val_bpb"] = nats.item() / math.log(2) / text.bytes
     model.train()
     return out
 
@@ -243,7 +269,7 @@ class TrainingRun(Run):
     report: dict  # raw_model.param_report(): parameter counts, FLOPs per token
     peak: float | None  # the device's peak FLOP/s, for MFU
     first_bad: torch.Tensor  # first iteration whose loss was not finite, -1 if none; read only at sync points
-    val_bytes_per_token: float | None = None  # of the fixed val batches' targets, for bits per byte
+    val_text: TextTargets | None = None  # the fixed val batches' targets as text, for bits per byte
     pretrained_from: str | None = None  # the init_from (gpt2, a folder) this run's weights started from; None = scratch
     best_val_loss: float = float("inf")
     val_loss: float | None = None
@@ -334,7 +360,7 @@ def start_run(cfg, data, rank, world_size, device):
         peak=peak_flops(device, cfg.peak_tflops),
         first_bad=torch.full((), -1, device=device),
     )
-    run.val_bytes_per_token = bytes_per_token(data, run.fixed_batches["val"])
+    run.val_text = text_targets(data, run.fixed_batches["val"])
     run.pretrained_from = (
         checkpoint.get("pretrained_from") if checkpoint is not None else cfg.init_from if cfg.init_from != "scratch" else None
     )
@@ -420,7 +446,7 @@ def evaluate(run):
     Then checks that every loss so far was finite (check_finite): a diverged run is never saved.
     """
     t0 = time.time()
-    losses = estimate_loss(run.model, run.fixed_batches, run.ctx)
+    losses = estimate_loss(run.model, run.fixed_batches, run.ctx, run.val_text)
     run.val_loss = losses["val"]
     improved = run.val_loss < run.best_val_loss
     run.best_val_loss = min(run.best_val_loss, run.val_loss)
@@ -432,7 +458,7 @@ def evaluate(run):
                 "train_loss": losses["train"],
                 "val_loss": run.val_loss,
                 "val_ppl": math.exp(min(run.val_loss, 50)),
-                "val_bpb": run.val_loss / math.log(2) / run.val_bytes_per_token if run.val_bytes_per_token else None,
+                "val_bpb": losses.get("val_bpb"),
             }
         )
         run.bar.write(f"iter {run.iter}: train loss {losses['train']:.4f}, val loss {run.val_loss:.4f}")

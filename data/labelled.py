@@ -111,6 +111,31 @@ def load_labelled(
     )
 
 
+@dataclass
+class LabelledFile:
+    """One file's texts with class ids, in file order; class id i is label_names[i]."""
+
+    texts: list[str]
+    labels: np.ndarray  # int64 class ids
+    label_names: list[str]  # class id -> label name (as a string)
+
+
+def load_labelled_file(file: str, text_column: str = "text", label_column: str = "label", labels: tuple[str, ...] = ()) -> LabelledFile:
+    """Read one labelled file (CSV, JSON Lines / JSON or Parquet) with load_labelled's checks, for evaluation alone.
+
+    `labels` keeps only the rows with those labels and fixes the class order; else the classes are the
+    file's labels, sorted (numerically if integers). A DataError names the problem in one line.
+    """
+    labels = tuple(str(name) for name in labels)
+    if len(set(labels)) != len(labels):
+        raise DataError(f"labels names a label twice: {','.join(labels)}")
+    rows, where = _read_file("labelled file", file)
+    texts, names, class_label_order, every_name = _texts_and_labels(rows, where, text_column, label_column, labels)
+    label_names = _label_names(where, set(names), labels, class_label_order, every_name, len(names))
+    class_id = {name: i for i, name in enumerate(label_names)}
+    return LabelledFile(texts, np.array([class_id[name] for name in names], dtype=np.int64), label_names)
+
+
 def _check_source(train_file: str, test_file: str, hf_dataset: str, train_split: str, test_split: str) -> None:
     """Raise DataError unless exactly one source is given: two files (with a format at most), or a dataset."""
     if bool(train_file) != bool(test_file):

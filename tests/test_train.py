@@ -311,16 +311,30 @@ def test_resume_accepts_the_same_data_reprepared_with_max_token_id(char_data, tm
     assert summary["iter"] == 6 and "max_token_id" in meta
 
 
-def test_val_bpb_is_the_val_loss_in_bits_per_byte_of_text(char_data, tmp_path):
+def test_val_bpb_is_the_loss_of_text_targets_in_bits_per_byte(tmp_path):
+    """Counted apart from train.py: the final weights' loss at each eval target, end-of-text targets left out."""
+    import torch.nn.functional as F
+
+    from core.checkpoint import model_from_checkpoint
     from data.dataset import batch_from_offsets, open_dataset
     from data.tokenizer import tokenizer_from_meta
 
-    cfg = tiny_config(char_data, tmp_path / "run", max_iters=4, eval_interval=4)
+    data_dir = tmp_path / "data"
+    prepare(make_corpus(n_docs=40, words_per_doc=30), data_dir, "char", val_fraction=0.3)  # short documents: many end-of-text targets
+    cfg = tiny_config(data_dir, tmp_path / "run", max_iters=20, eval_interval=20, always_save_checkpoint=True)
     train(cfg)
-    data = open_dataset(char_data)
+    data = open_dataset(data_dir)
     tokenizer = tokenizer_from_meta(data.meta)
-    _, targets = batch_from_offsets(data.val, eval_offsets(cfg.eval_iters * cfg.batch_size, len(data.val), cfg.block_size), cfg.block_size)
-    # counted apart from the tokenizer's table: each target decoded to text, the separator being no text
-    text_bytes = sum(len(tokenizer.decode([t]).encode()) for t in targets.flatten().tolist() if t != tokenizer.eot_id)
-    for record in events(tmp_path / "run", "eval"):
-        assert record["val_bpb"] == pytest.approx(record["val_loss"] / math.log(2) * targets.numel() / text_bytes, rel=1e-9)
+    x, y = batch_from_offsets(data.val, eval_offsets(cfg.eval_iters * cfg.batch_size, len(data.val), cfg.block_size), cfg.block_size)
+    model = model_from_checkpoint(load_checkpoint(cfg.out_dir)).eval()
+    with torch.no_grad():
+        nats = F.cross_entropy(model(x)[0].flatten(0, 1), y.flatten(), reduction="none")
+    targets = y.flatten().tolist()
+    is_text = torch.tensor([t != tokenizer.eot_id for t in targets])
+    assert 0 < (~is_text).sum() < len(targets) / 10
+    text_bytes = sum(len(tokenizer.decode([t]).encode()) for t in targets if t != tokenizer.eot_id)
+    record = events(cfg.out_dir, "eval")[-1]
+    assert record["val_loss"] == pytest.approx(nats.mean().item(), rel=1e-5)
+    assert record["val_bpb"] == pytest.approx(nats[is_text].sum().item() / math.log(2) / text_bytes, rel=1e-5)
+    # the end-of-text targets are scored in the loss and left out of bits per byte
+    assert record["val_bpb"] != pytest.approx(record["val_loss"] / math.log(2) * len(targets) / text_bytes, rel=1e-3)
