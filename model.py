@@ -49,6 +49,7 @@ class GPTConfig:
     multiple_of: int = 16  # gated hidden size is rounded up to this (LLaMA uses 256)
     mlp_hidden: int | None = None  # explicit MLP hidden size; None = the rule for `mlp`
     swish_beta: bool = False  # swiglu only: gate is x*sigmoid(beta*x + gamma) with learnable beta, gamma
+    mlp_init: str = "gpt2"  # 'gpt2': every matrix N(0, 0.02); 'matched': a gated MLP's W_up scaled to the plain MLP's output RMS
     # the block: GPT-2's by default; norm='rmsnorm', pos='rope', qk_norm=True, tie_embeddings=False is LLaMA's
     norm: str = "layernorm"  # 'layernorm' (GPT-2) or 'rmsnorm' (LLaMA): every norm of the blocks and ln_f
     pos: str = "learned"  # 'learned' (a wpe table, GPT-2) or 'rope' (q and k rotated per head, no table)
@@ -80,6 +81,8 @@ class GPTConfig:
             raise ValueError(f"compute_dtype must be None, 'float32' or 'bfloat16'; got {self.compute_dtype!r}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {self.norm!r}")
+        if self.mlp_init not in MLP_INITS:
+            raise ValueError(f"mlp_init must be one of {', '.join(MLP_INITS)}; got {self.mlp_init!r}")
         if self.pos not in POSITIONS:
             raise ValueError(f"pos must be one of {', '.join(POSITIONS)}; got {self.pos!r}")
         if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
@@ -89,6 +92,7 @@ class GPTConfig:
 
 
 NORMS = ("layernorm", "rmsnorm")
+MLP_INITS = ("gpt2", "matched")
 POSITIONS = ("learned", "rope")
 
 
@@ -312,6 +316,8 @@ class GatedMLP(nn.Module):
         hidden = mlp_hidden_size(config)
         self.w_gate = Linear(config.n_embd, hidden, bias=config.bias)
         self.w_up = Linear(config.n_embd, hidden, bias=config.bias)
+        if config.mlp_init == "matched":
+            self.w_up.init_std = matched_up_std(hidden)
         self.config = config  # fused_gate_up is read at each call: a resumed or imported model takes the run's switch
         self.w_down = residual_projection(hidden, config.n_embd, config.bias)
         # a Module when learnable (so beta, gamma are parameters), else a plain function
@@ -328,6 +334,18 @@ class GatedMLP(nn.Module):
         else:
             gate, up = self.w_gate(x), self.w_up(x)
         return self.dropout(self.w_down(self.act(gate) * up))
+
+
+def matched_up_std(hidden):
+    """W_up's init std under mlp_init='matched': the gated MLP's output RMS at init equals the plain MLP's.
+
+    On an input of RMS 1 (what a norm gives), W_gate x has the plain MLP's pre-activation N(0, 0.02² d),
+    so act(W_gate x) has the plain hidden's second moment A. The plain output then has variance
+    4d·A·σ_down² and the gated one hidden·A·E[(W_up x)²]·σ_down² with E[(W_up x)²] = std² d: equal at
+    std² = 4 / hidden, whatever the activation. With 0.02 instead, W_up x ~ N(0, 0.02² d) multiplies the
+    gated output down by about 0.02·sqrt(hidden·d/4) (5x at n_embd=96, 16x at 768).
+    """
+    return 2.0 / math.sqrt(hidden)
 
 
 def build_mlp(config):
@@ -373,7 +391,7 @@ class GPT(nn.Module):
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
-            std = 0.02
+            std = getattr(module, "init_std", 0.02)
             if getattr(module, "writes_residual", False):
                 std = 0.02 / math.sqrt(2 * self.config.n_layer)
             torch.nn.init.normal_(module.weight, mean=0.0, std=std)
@@ -473,14 +491,31 @@ class GPT(nn.Module):
 
     # ---- optimisation ----
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, fused=False):
-        """AdamW with decay on every matrix (any variant's alike) and none on biases, norms, beta/gamma."""
+    def hidden_matrices(self):
+        """The blocks' 2-D weights: what Muon optimizes under optimizer='muon' (embeddings, head and vectors stay on AdamW)."""
+        return [p for p in self.transformer.h.parameters() if p.requires_grad and p.dim() == 2]
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, fused=False, muon_lr=None, muon_momentum=0.95):
+        """AdamW with decay on every matrix (any variant's alike) and none on biases, norms, beta/gamma.
+
+        With muon_lr, the blocks' matrices go to torch.optim.Muon at that learning rate instead, as
+        nanochat and modded-nanogpt split them; the two are stepped as one (ChainedOptimizers).
+        """
         params = [p for p in self.parameters() if p.requires_grad]
+        muon_params = self.hidden_matrices() if muon_lr else []
+        on_muon = {id(p) for p in muon_params}
+        rest = [p for p in params if id(p) not in on_muon]
         groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+            {"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
         ]
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+        adamw = torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+        if not muon_lr:
+            return adamw
+        # lr_scale: the schedule gives AdamW's learning rate, Muon's is muon_lr on the same warmup and decay
+        muon_group = {"params": muon_params, "lr_scale": muon_lr / learning_rate}
+        muon = torch.optim.Muon([muon_group], lr=muon_lr, weight_decay=weight_decay, momentum=muon_momentum)
+        return ChainedOptimizers(adamw=adamw, muon=muon)
 
     # ---- generation ----
 
@@ -548,6 +583,38 @@ class GPTClassifier(nn.Module):
         return logits, loss
 
     configure_optimizers = GPT.configure_optimizers  # the same AdamW groups: decay on every matrix, the head's too
+
+    def hidden_matrices(self):
+        """The backbone's block matrices (Muon's under optimizer='muon'); the class head stays on AdamW."""
+        return self.backbone.hidden_matrices()
+
+
+class ChainedOptimizers:
+    """Several optimizers over disjoint parameters, stepped, zeroed, saved and loaded as one."""
+
+    def __init__(self, **optimizers):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self):
+        return [group for optimizer in self.optimizers.values() for group in optimizer.param_groups]
+
+    def step(self):
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+
+    def zero_grad(self, set_to_none=True):
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self):
+        return {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()}
+
+    def load_state_dict(self, state):
+        if set(state) != set(self.optimizers):
+            raise ValueError(f"an optimizer state of {', '.join(sorted(state))}, not of {', '.join(self.optimizers)}")
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state[name])
 
 
 def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):

@@ -42,13 +42,17 @@ class RunConfig:
     multiple_of: int = 16  # gated MLP hidden size is rounded up to a multiple of this
     mlp_hidden: int | None = None  # None = 4*n_embd (plain) or the 2/3 rule (gated)
     swish_beta: bool = False  # swiglu: learnable beta, gamma in the gate x*sigmoid(beta*x + gamma)
+    mlp_init: str = "gpt2"  # gpt2: every matrix N(0, 0.02); matched: a gated MLP's W_up so its output at init has the plain MLP's RMS
     # the block: GPT-2's by default; rmsnorm + rope + qk_norm + bias=False (+ tie_embeddings=False) is LLaMA's
     norm: str = "layernorm"  # layernorm (GPT-2) or rmsnorm (LLaMA)
     pos: str = "learned"  # positions: learned (a table, GPT-2) or rope (rotary q and k, LLaMA; no table)
     rope_theta: float = 10000.0  # pos=rope: the base of the rotation frequencies
     qk_norm: bool = False  # RMSNorm on each head's q and k before attention (Qwen3)
     tie_embeddings: bool = True  # the output layer shares the token embedding's matrix; False: a separate lm_head
-    # optimizer (AdamW) and schedule (linear warmup, cosine decay)
+    # optimizer (AdamW, or Muon for the blocks' matrices) and schedule (linear warmup, cosine decay)
+    optimizer: str = "adamw"  # adamw; or muon: torch.optim.Muon for the blocks' matrices, AdamW (learning_rate) for the rest
+    muon_lr: float = 0.02  # optimizer=muon: the blocks' matrices' peak learning rate, on learning_rate's schedule
+    muon_momentum: float = 0.95  # optimizer=muon: Muon's (Nesterov) momentum
     learning_rate: float = 6e-4
     max_iters: int = 2000
     weight_decay: float = 0.1
@@ -75,6 +79,9 @@ class RunConfig:
         check_dtype(self.dtype)
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        check_choice(self, "optimizer", ("adamw", "muon"))
+        if self.muon_lr <= 0 or not 0 <= self.muon_momentum < 1:
+            raise ValueError(f"muon_lr must be positive and muon_momentum in [0, 1); got {self.muon_lr}, {self.muon_momentum}")
 
     def model_fields(self):
         """The values that define the model: GPTConfig's fields but vocab_size and the speed-only ones."""

@@ -49,24 +49,33 @@ def get_lr(it, cfg):
 
 
 def set_lr(optimizer, lr):
-    """Give every parameter group learning rate `lr`."""
+    """Give every parameter group learning rate `lr` (times its lr_scale: Muon's groups run at muon_lr)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def make_optimizer(model, cfg, device):
-    """AdamW as cfg says, with the fused kernel where PyTorch has one (CUDA, CPU) and it is switched on."""
+    """AdamW as cfg says, with the fused kernel where PyTorch has one (CUDA, CPU) and it is switched on; with
+    optimizer='muon', Muon for the blocks' matrices and AdamW for the rest (model.configure_optimizers)."""
     fused = cfg.fused_adamw and device_type(device) in ("cuda", "cpu")
-    return model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), fused=fused)
+    muon = dict(muon_lr=cfg.muon_lr, muon_momentum=cfg.muon_momentum) if cfg.optimizer == "muon" else {}
+    return model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), fused=fused, **muon)
 
 
 def restore_optimizer(optimizer, checkpoint, cfg):
-    """The saved Adam moments, with this config's hyperparameters (the state dict would restore the old ones)."""
+    """The saved moments, with this config's hyperparameters (the state dict would restore the old ones)."""
+    saved = checkpoint["config"].get("optimizer", "adamw")  # runs from before the switch used AdamW
+    if saved != cfg.optimizer:
+        raise ConfigError(f"init_from=resume: the checkpoint was trained with optimizer={saved}, the config says {cfg.optimizer}")
     optimizer.load_state_dict(checkpoint["optimizer"])
-    decayed, plain = optimizer.param_groups
-    for group in (decayed, plain):
-        group["betas"] = (cfg.beta1, cfg.beta2)
-    decayed["weight_decay"] = cfg.weight_decay
+    for group in optimizer.param_groups:
+        if "betas" in group:  # AdamW's
+            group["betas"] = (cfg.beta1, cfg.beta2)
+        else:  # Muon's
+            group["momentum"] = cfg.muon_momentum
+            group["lr_scale"] = cfg.muon_lr / cfg.learning_rate
+        if group["params"] and group["params"][0].dim() >= 2:  # matrices decay, vectors never
+            group["weight_decay"] = cfg.weight_decay
 
 
 def rng_state():

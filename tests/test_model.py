@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from core.lifecycle import set_lr
 from model import (
     GPT,
     MLP_VARIANTS,
@@ -135,6 +136,36 @@ def test_weight_decay_treats_every_variant_alike():
         assert all(any(p is q for q in decayed["params"]) for p in mlp_matrices)
         assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
         assert all(p.dim() < 2 for p in plain["params"])
+
+
+@pytest.mark.parametrize("mlp", ["swiglu", "geglu", "reglu"])
+def test_matched_init_gives_a_gated_mlp_the_plain_mlps_output_rms(mlp):
+    """mlp_init='matched' on a norm's output (RMS 1): the gated MLP's output RMS is the plain MLP's; 'gpt2' leaves it far below."""
+    # SiLU has no plain arm; GELU's second moment is within a few % of it at these pre-activations
+    plain_act = {"swiglu": "gelu", "geglu": "gelu", "reglu": "relu"}[mlp]
+    x = F.layer_norm(torch.randn(64, 16, 96), (96,))
+
+    def output_rms(**keys):
+        torch.manual_seed(0)
+        return GPT(tiny(keys.pop("mlp"), n_layer=4, n_head=3, n_embd=96, **keys)).transformer.h[0].mlp(x).pow(2).mean().sqrt().item()
+
+    plain = output_rms(mlp=plain_act)
+    assert output_rms(mlp=mlp, mlp_init="matched") == pytest.approx(plain, rel=0.1)
+    assert output_rms(mlp=mlp) < plain / 3
+    assert output_rms(mlp=plain_act, mlp_init="matched") == plain  # a plain MLP is the reference: unchanged
+
+
+def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
+    model = GPT(tiny("swiglu", tie_embeddings=False))
+    optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), muon_lr=0.02)
+    adamw, muon = optimizer.optimizers["adamw"], optimizer.optimizers["muon"]
+    on_muon = {id(p) for group in muon.param_groups for p in group["params"]}
+    assert on_muon == {id(p) for block in model.transformer.h for p in block.parameters() if p.dim() == 2}
+    on_adamw = {id(p) for group in adamw.param_groups for p in group["params"]}
+    assert {id(model.transformer.wte.weight), id(model.lm_head.weight)} <= on_adamw
+    assert on_adamw.isdisjoint(on_muon) and len(on_adamw | on_muon) == len(list(model.parameters()))
+    set_lr(optimizer, 5e-4)  # the schedule's value scales Muon's muon_lr alike
+    assert muon.param_groups[0]["lr"] == pytest.approx(0.01) and adamw.param_groups[0]["lr"] == 5e-4
 
 
 @pytest.mark.parametrize("mlp", ["gelu", "swiglu"])

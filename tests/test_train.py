@@ -59,8 +59,10 @@ def test_wandb_offline_run_holds_train_and_val_loss(char_data, tmp_path, monkeyp
     assert "swiglu" in text  # the run config carries the MLP
 
 
-def test_resume_continues_the_same_run_exactly(char_data, tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_continues_the_same_run_exactly(char_data, tmp_path, optimizer):
     common = dict(max_iters=30, lr_decay_iters=30, eval_interval=10, log_interval=1, dropout=0.1, always_save_checkpoint=True)
+    common["optimizer"] = optimizer  # Muon's momentum buffers are saved and restored as AdamW's moments are
     train(tiny_config(char_data, tmp_path / "whole", **common))
     train(tiny_config(char_data, tmp_path / "split", **{**common, "max_iters": 15}))
     assert load_checkpoint(tmp_path / "split")["iter"] == 15
@@ -160,6 +162,14 @@ def test_scratch_run_refuses_to_overwrite_a_checkpoint(char_data, tmp_path, caps
     code, err = run_main([f"--data_dir={char_data}", f"--out_dir={tmp_path / 'run'}", "--device=cpu"], capsys)
     assert code == 2 and "init_from=resume" in err
     assert (tmp_path / "run" / "ckpt.pt").read_bytes() == before
+
+
+def test_muon_trains_and_a_resume_with_the_other_optimizer_is_refused(char_data, tmp_path):
+    summary = train(tiny_config(char_data, tmp_path / "run", max_iters=30, eval_interval=30, optimizer="muon", muon_lr=0.02))
+    evals = events(tmp_path / "run", "eval")
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.5 and summary["iter"] == 30
+    with pytest.raises(ValueError, match="optimizer=muon, the config says adamw"):
+        train(tiny_config(char_data, tmp_path / "run", max_iters=40, init_from="resume"))
 
 
 def test_resume_with_a_different_model_is_refused(char_data, tmp_path):
