@@ -93,7 +93,7 @@ def bench_config(cfg, steps, warmup, peak_tflops=None, profile_rows=False):
     for step in range(warmup + steps):
         synchronize(device)
         start = time.perf_counter()
-        loss, batch = train_step(model, optimizer, batch, fetch, micro_steps, cfg.grad_clip, ctx)
+        loss, batch, _ = train_step(model, optimizer, batch, fetch, micro_steps, cfg.grad_clip, ctx)
         synchronize(device)
         if step >= warmup:
             times.append(time.perf_counter() - start)

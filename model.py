@@ -205,16 +205,21 @@ class CausalSelfAttention(nn.Module):
             self.k_norm = RMSNorm(config.n_embd // config.n_head)
         self.qk_norm = config.qk_norm
 
-    def forward(self, x, cache=None, rope=None):
-        """rope: (cos, sin) of the positions of x's tokens (see rope_tables), or None for learned positions."""
+    def heads(self, x, rope=None):
+        """q, k, v (B, n_head, T, head_dim) of x (B, T, C), q and k normed and rotated as the switches say."""
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
-        # (B, T, C) -> (B, n_head, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)  # the cache then holds rotated keys
+        return q, k, v
+
+    def forward(self, x, cache=None, rope=None):
+        """rope: (cos, sin) of the positions of x's tokens (see rope_tables), or None for learned positions."""
+        B, T, C = x.size()
+        q, k, v = self.heads(x, rope)
         mask, is_causal = None, True
         if cache is not None:
             past = cache.length

@@ -34,6 +34,7 @@ with interrupt_guard(__name__, "train.py"):  # torch takes seconds to import
     from core.checkpoint import RESUME_KEYS, model_from_checkpoint
     from core.configs import TrainConfig
     from core.configurator import ConfigError
+    from core.diagnostics import Diagnostics
     from core.hardware import device_type, enable_tf32, peak_flops, resolve_device, resolve_dtype
     from core.hf import check_tokenizer, gpt_from_hf, load_hf_model
     from core.lifecycle import (
@@ -270,6 +271,7 @@ class TrainingRun(Run):
     peak: float | None  # the device's peak FLOP/s, for MFU
     first_bad: torch.Tensor  # first iteration whose loss was not finite, -1 if none; read only at sync points
     val_text: TextTargets | None = None  # the fixed val batches' targets as text, for bits per byte
+    diagnostics: Diagnostics | None = None  # cfg.diagnostics: per-layer statistics at each log (rank 0)
     pretrained_from: str | None = None  # the init_from (gpt2, a folder) this run's weights started from; None = scratch
     best_val_loss: float = float("inf")
     val_loss: float | None = None
@@ -293,6 +295,11 @@ class TrainingRun(Run):
         }
 
 
+def logs_at(iteration, cfg):
+    """True when the train record (and the diagnostics) is written after `iteration` steps."""
+    return iteration % cfg.log_interval == 0 or iteration == cfg.max_iters
+
+
 def train_loop(run):
     """Step until max_iters or a signal, evaluating, logging and saving on the way; returns the signal that stopped it, if any."""
     cfg = run.cfg
@@ -303,7 +310,9 @@ def train_loop(run):
         while run.iter < cfg.max_iters:
             lr = get_lr(run.iter, cfg)
             set_lr(run.optimizer, lr)
-            loss_sum, batch = train_step(
+            if run.diagnostics and logs_at(run.iter + 1, cfg):
+                run.diagnostics.snapshot()  # the weights before the step whose update is logged
+            loss_sum, batch, grad_norm = train_step(
                 run.model, run.optimizer, batch, partial(micro_batch, run), run.micro_steps, cfg.grad_clip, run.ctx
             )
             run.first_bad = torch.where((run.first_bad < 0) & ~torch.isfinite(loss_sum), run.iter, run.first_bad)
@@ -311,9 +320,11 @@ def train_loop(run):
             run.bar.update(1)
 
             at_end = run.iter == cfg.max_iters
-            at_log = run.iter % cfg.log_interval == 0 or at_end
+            at_log = logs_at(run.iter, cfg)
             if at_log:
                 log_training(run, loss_sum, lr)  # raises TrainingError if a loss so far was not finite
+                if run.diagnostics and run.master:
+                    run.log.write({"event": "diag", "iter": run.iter, **run.diagnostics.record(grad_norm)})
             stop_signal = signal_to_stop(run, stop, at_log)
             if run.iter % cfg.eval_interval == 0 or at_end:
                 improved = evaluate(run)  # raises TrainingError too
@@ -361,6 +372,8 @@ def start_run(cfg, data, rank, world_size, device):
         first_bad=torch.full((), -1, device=device),
     )
     run.val_text = text_targets(data, run.fixed_batches["val"])
+    if cfg.diagnostics and run.master:
+        run.diagnostics = Diagnostics(raw_model, run.fixed_batches["val"][0][0])
     run.pretrained_from = (
         checkpoint.get("pretrained_from") if checkpoint is not None else cfg.init_from if cfg.init_from != "scratch" else None
     )

@@ -109,6 +109,7 @@ class TrainConfig(RunConfig):
     # folder (export.py writes them): the model keys then come from those weights, dropout and block_size from here
     init_from: str = "scratch"
     eval_iters: int = 20  # batches per split in each evaluation
+    diagnostics: bool = False  # log per-layer statistics at each log_interval (core/diagnostics.py): a "diag" record
     wandb_group: str = ""  # '' = '<data folder>-<n_layer>x<n_embd>', shared by both arms
     gradient_accumulation_steps: int = 1  # micro-steps per iteration, summed over all processes
     vocab_size: int | None = None  # None = the data's, padded to a multiple of 64 when >= 1024

@@ -7,6 +7,7 @@ metrics.jsonl holds one JSON object per line, each with an "event":
   train   every log_interval: iter, tokens, flops, time, loss, lr, tokens_per_s, mfu
   eval    every eval_interval and at the end: iter, tokens, flops, time, train_loss, val_loss, val_ppl,
           val_bpb (bits per byte of text: comparable across tokenizers; null where the tokenizer is not at hand)
+  diag    with diagnostics=True, every log_interval: iter and per-layer statistics (core/diagnostics.py)
   end     when training finished: iter, tokens, time, best_val_loss, final_val_loss
 classify.py's runs use the same events (the config line says "task": "classify"): train has
 examples and examples_per_s instead of tokens; eval has test_loss, accuracy, macro_f1, per_class
@@ -149,6 +150,9 @@ class MetricsLog:
         if self.wandb_run is not None and record["event"] in WANDB_KEYS:
             names = WANDB_KEYS[record["event"]]
             point = {names[k]: v for k, v in record.items() if k in names and v is not None}
+            self.wandb_run.log(point, step=record["iter"])
+        elif self.wandb_run is not None and record["event"] == "diag":  # its keys are per layer: each under diag/
+            point = {f"diag/{k}": v for k, v in record.items() if k not in ("event", "iter") and v is not None}
             self.wandb_run.log(point, step=record["iter"])
 
     def close(self, summary=None):

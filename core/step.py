@@ -58,7 +58,9 @@ class StepContext:
 
 
 def train_step(model, optimizer, batch, fetch, micro_steps, grad_clip, ctx):
-    """One optimizer step over `micro_steps` micro-batches; returns (mean loss tensor, next batch).
+    """One optimizer step over `micro_steps` micro-batches; returns (mean loss tensor, next batch, gradient norm).
+
+    The gradient norm is clip_grad_norm_'s (before clipping), a tensor; None when grad_clip is 0.
 
     `batch` is the first micro-batch; fetch(k) returns micro-batch k, and is called before the
     backward pass so the copy overlaps GPU work. Nothing here waits for the GPU.
@@ -74,8 +76,7 @@ def train_step(model, optimizer, batch, fetch, micro_steps, grad_clip, ctx):
         x, y = fetch(micro + 1)
         loss.backward()
         loss_sum += loss.detach()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss_sum, (x, y)
+    return loss_sum, (x, y), grad_norm

@@ -57,7 +57,7 @@ def run_steps(cfg, n_steps=3):
     optimizer.zero_grad(set_to_none=True)
     batch, losses = fetch(0), []
     for step in range(n_steps):
-        loss, batch = train_step(model, optimizer, batch, lambda k, step=step: fetch(2 * step + k), 2, 1.0, ctx)
+        loss, batch, _ = train_step(model, optimizer, batch, lambda k, step=step: fetch(2 * step + k), 2, 1.0, ctx)
         losses.append(loss.item())
     return grads, losses, {k: v.detach().clone() for k, v in raw.state_dict().items()}
 

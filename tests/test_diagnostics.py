@@ -1,0 +1,102 @@
+"""diagnostics=True: per-layer statistics at each log, measured as a reader would recompute them, and no effect on training."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from core.checkpoint import load_checkpoint, model_from_checkpoint
+from core.diagnostics import attention_stats
+from train import eval_offsets, train
+
+BLOCKS = {
+    "gpt2 swiglu": dict(mlp="swiglu"),
+    "gpt2 gelu": dict(mlp="gelu", dropout=0.1),
+    "modern swiglu": dict(mlp="swiglu", norm="rmsnorm", pos="rope", qk_norm=True, bias=False, tie_embeddings=False),
+}
+PER_LAYER = ("resid_rms", "mlp_out_rms", "pre_mean", "pre_std", "pre_absmax", "pre_off", "dead_units", "attn_logit_max", "attn_entropy")
+
+
+def records(out_dir, kind):
+    lines = (Path(out_dir) / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["event"] == kind]
+
+
+@pytest.mark.parametrize("block", BLOCKS.values(), ids=BLOCKS.keys())
+def test_each_log_has_every_layers_statistics_and_training_is_unchanged(char_data, tmp_path, block):
+    train(tiny_config(char_data, tmp_path / "on", diagnostics=True, **block))
+    train(tiny_config(char_data, tmp_path / "off", **block))
+    assert [r["loss"] for r in records(tmp_path / "on", "train")] == [r["loss"] for r in records(tmp_path / "off", "train")]
+    assert records(tmp_path / "off", "diag") == []
+    diags = records(tmp_path / "on", "diag")
+    assert [r["iter"] for r in diags] == [r["iter"] for r in records(tmp_path / "on", "train")]
+    for record in diags:
+        expected = {f"L{i}/{name}" for i in range(2) for name in PER_LAYER} | {"grad_norm"}
+        assert expected <= set(record)
+        assert sum(key.startswith("update/L") for key in record) == 2 * (4 if block["mlp"] == "gelu" else 5)  # attention 2, MLP 2 or 3
+        assert all(isinstance(v, float) and math.isfinite(v) for k, v in record.items() if k not in ("event", "iter"))
+        assert 0 <= record["L0/pre_off"] <= 1 and 0 <= record["L0/attn_entropy"] <= math.log(32)
+
+
+def test_mlp_output_rms_and_attention_are_those_of_the_saved_model(char_data, tmp_path):
+    """Recomputed from the final checkpoint on the probe batch (the first val evaluation batch), by a plain forward pass."""
+    from data.dataset import batch_from_offsets, open_dataset
+
+    cfg = tiny_config(char_data, tmp_path / "run", diagnostics=True)
+    train(cfg)
+    model = model_from_checkpoint(load_checkpoint(cfg.out_dir)).eval()
+    val = open_dataset(char_data).val
+    offsets = eval_offsets(cfg.eval_iters * cfg.batch_size, len(val), cfg.block_size)[: cfg.batch_size]
+    x, _ = batch_from_offsets(val, offsets, cfg.block_size)
+    with torch.no_grad():
+        h = model.transformer.wte(x) + model.transformer.wpe(torch.arange(x.size(1)))
+        block = model.transformer.h[0]
+        a = block.ln_1(h)
+        q, k, _ = block.attn.heads(a)
+        weights = torch.softmax((q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).masked_fill(~torch.ones(32, 32).tril().bool(), -1e9), -1)
+        h = h + block.attn(a)
+        mlp_out = block.mlp(block.ln_2(h))
+    last = records(cfg.out_dir, "diag")[-1]
+    assert last["L0/mlp_out_rms"] == pytest.approx(mlp_out.pow(2).mean().sqrt().item(), rel=1e-5)
+    assert last["L0/resid_rms"] == pytest.approx((h + mlp_out).pow(2).mean().sqrt().item(), rel=1e-5)
+    entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1).mean().item()
+    assert last["L0/attn_entropy"] == pytest.approx(entropy, rel=1e-4)
+
+
+def test_update_ratio_is_the_step_between_two_checkpoints(char_data, tmp_path):
+    common = dict(max_iters=40, lr_decay_iters=40, eval_interval=20, log_interval=5)
+    train(tiny_config(char_data, tmp_path / "run", **{**common, "max_iters": 39}))
+    before = load_checkpoint(tmp_path / "run")["model"]
+    train(tiny_config(char_data, tmp_path / "run", **common, init_from="resume", diagnostics=True))
+    after = load_checkpoint(tmp_path / "run")["model"]
+    last = records(tmp_path / "run", "diag")[-1]
+    assert last["iter"] == 40
+    for ours, name in [("L0.mlp.w_up", "transformer.h.0.mlp.w_up.weight"), ("wte", "transformer.wte.weight")]:
+        expected = ((after[name] - before[name]).norm() / before[name].norm()).item()
+        assert last[f"update/{ours}"] == pytest.approx(expected, rel=1e-4)
+    assert last["grad_norm"] > 0
+
+
+def test_attention_stats_of_a_hand_made_case():
+    """Query 0 sees only key 0 (entropy 0); query 1 sees keys 0 and 1 with equal logits 2 (entropy ln 2)."""
+    q = torch.tensor([[1.0, 0.0], [2.0, 2.0]]).reshape(1, 1, 2, 2) * math.sqrt(2)
+    k = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).reshape(1, 1, 2, 2)
+    logit_max, entropy = attention_stats(q, k)
+    assert logit_max == pytest.approx(2.0)
+    assert entropy == pytest.approx(math.log(2) / 2)
+
+
+def test_wandb_gets_the_statistics_under_diag(char_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "run"
+    train(tiny_config(char_data, out, wandb_log=True, wandb_mode="offline", max_iters=10, eval_interval=5, diagnostics=True))
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    wandb_cli = Path(sys.executable).with_name("wandb")
+    result = subprocess.run([str(wandb_cli), "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "diag/L1/mlp_out_rms" in result.stdout and "diag/update/L0.mlp.w_gate" in result.stdout
