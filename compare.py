@@ -35,7 +35,7 @@ from core.entry import interrupt_guard, run_main
 with interrupt_guard(__name__, "compare.py"):  # numpy loads through core.runs
     from core.configurator import ConfigError, load_options
     from core.launch import RESERVED_OVERRIDES, SCRIPTS, check_run_configs, launch_runs, parse_sweep, plan_launch, run_dirs_by_point
-    from core.report import report, report_sweep
+    from core.report import report, report_grid, report_sweep
     from core.runs import find_run_dirs, find_sweep_points, load_points, load_run
 
 
@@ -70,7 +70,15 @@ final value against the swept value (against non-embedding parameters where the 
 change the model's size), in sweep.png, sweep.md and sweep.json. Where the model stays the
 same (a learning-rate sweep), it also compares each arm at its own best value.
   python compare.py config/sweep_swiglu.py config/sweep_gelu.py --sweep=learning_rate/min_lr=1e-3/1e-4,4e-3/4e-4
-  python compare.py out/compare                  # report a sweep's folder again"""
+  python compare.py out/compare                  # report a sweep's folder again
+
+Grids: groups joined by ';' (quote the argument) run every combination of their points, e.g.
+learning rate x warmup; the first group is what each arm is tuned over, and the report is the
+sweep's at each point of the later groups (--by, set for you), in <out>/<point>/, with
+grid.md and grid.json beside them. Equal values spelled twice (1e-3,0.001) are refused.
+  python compare.py config/sweep_swiglu.py config/sweep_gelu.py \\
+      --sweep='learning_rate/min_lr=2e-3/2e-4,8e-3/8e-4;warmup_iters=30,150'
+  python compare.py out/compare --by=warmup_iters  # report a grid's folder again"""
 
 
 # -----------------------------------------------------------------------------
@@ -102,7 +110,8 @@ class CompareOptions:
     allow_mismatch: bool = False  # compare runs even if their data, data per step or iterations differ
     wandb: bool = False  # also log the table and the figure to wandb
     script: str = "train.py"  # what each run is: train.py (language model) or classify.py (sequence classifier)
-    sweep: str = ""  # KEY=V1,V2,... or KEY1/KEY2=A1/A2,B1/B2 (keys varied together): the comparison at each value
+    sweep: str = ""  # KEY=V1,V2,... or KEY1/KEY2=A1/A2,B1/B2 (keys varied together); groups joined by ';' make a grid
+    by: str = ""  # KEY or KEY1/KEY2: report a sweep's folder once per value of these keys (a grid's later groups; set when launching one)
 
     def __post_init__(self):
         self.seed_list = parse_seeds(self.seeds)
@@ -154,6 +163,8 @@ def run_command(argv):
     if not any(p.suffix == ".py" for p in paths):
         return report_folders(options, paths, overrides, out_dir)
     status, run_dirs = launch(options, paths, overrides)
+    if options.sweep_plan and options.sweep_plan.by_keys and not options.by:
+        options.by = "/".join(options.sweep_plan.by_keys)
     return status or report_on(options, out_dir, run_dirs)
 
 
@@ -168,8 +179,12 @@ def report_folders(options, paths, overrides, out_dir):
 
 def report_on(options, out_dir, run_dirs):
     """Write the report of run folders (a comparison) or of {point label: run folders} (a sweep); returns 0."""
-    if isinstance(run_dirs, dict):
+    if isinstance(run_dirs, dict) and options.by:
+        report_grid(load_points(run_dirs), out_dir, options.by.split("/"), options.baseline, options.allow_mismatch, options.wandb)
+    elif isinstance(run_dirs, dict):
         report_sweep(load_points(run_dirs), out_dir, options.baseline, options.allow_mismatch, options.wandb)
+    elif options.by:
+        raise ConfigError("--by reports a sweep's folder per value of its keys: give one sweep folder")
     else:
         report([load_run(d) for d in run_dirs], out_dir, options.baseline, options.allow_mismatch, options.wandb)
     return 0

@@ -6,6 +6,7 @@ A sweep names one key, or several keys varied together, and the values they take
     --sweep=learning_rate=1e-3,2e-3,4e-3          one key, three points
     --sweep=n_layer/n_head/n_embd=2/2/48,4/4/144   three keys together (a shape), two points
     --sweep=data_dir=data/a,data/b                 one key: its values may hold '/' (paths)
+    --sweep='learning_rate=1e-3,4e-3;warmup_iters=30,150'   a grid: every combination of the groups (4 points)
 
 Every (config, seed) runs at every point, each point in its own folder named like
 "n_layer=2,n_head=2,n_embd=48" (Hydra's multirun habit), which core/runs.py reads back.
@@ -16,6 +17,7 @@ along, by the SIGTERM the kernel sends it then (it saves and stops on that too).
 """
 
 import ctypes
+import itertools
 import os
 import signal
 import subprocess
@@ -49,10 +51,15 @@ SCRIPTS = {
 
 @dataclass(frozen=True)
 class Sweep:
-    """What a sweep varies: keys varied together, and one tuple of values (as typed) per point."""
+    """What a sweep varies: keys varied together, and one tuple of values (as typed) per point.
+
+    A grid (groups separated by ';') is the product of its groups' points; `groups` holds each
+    group's keys, the first being the one each arm is tuned over in the report.
+    """
 
     keys: tuple
     points: tuple
+    groups: tuple = ()
 
     def label(self, values):
         """'n_layer=2,n_embd=48': the point's folder name (a '/' in a value is written %2F, see core/runs.py)."""
@@ -62,11 +69,32 @@ class Sweep:
         """The point's --key=value for the launched script."""
         return [f"--{key}={value}" for key, value in zip(self.keys, values, strict=True)]
 
+    @property
+    def by_keys(self):
+        """The keys of every group after the first: a grid is reported once per point of them."""
+        return tuple(key for group in self.groups[1:] for key in group)
+
 
 def parse_sweep(text, reserved=()):
-    """'lr=1e-3,3e-3' or 'n_layer/n_embd=2/48,4/96' -> Sweep; ValueError with one line if malformed."""
-    example = "expected KEY=V1,V2,... or KEY1/KEY2=A1/A2,B1/B2"
-    keys_text, sep, values_text = text.partition("=")
+    """'lr=1e-3,3e-3', 'n_layer/n_embd=2/48,4/96' or a grid 'lr=1e-3,3e-3;warmup_iters=30,300' -> Sweep;
+    ValueError with one line if malformed."""
+    groups = [parse_group(part, text, reserved) for part in text.split(";")]
+    keys = tuple(key for group in groups for key in group.keys)
+    if len(set(keys)) != len(keys):
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"--sweep={text}: {twice} is named in two groups: a key is swept in one group only")
+    points = tuple(sum(combination, ()) for combination in itertools.product(*(group.points for group in groups)))
+    sweep = Sweep(keys, points, tuple(group.keys for group in groups) if len(groups) > 1 else ())
+    long = next((sweep.label(values) for values in points if len(sweep.label(values).encode()) > 255), None)
+    if long:  # the point's folder could not be made, and only after the points before it had trained
+        raise ValueError(f"--sweep={text}: the point folder {long!r} would be longer than a folder name can be (255 bytes)")
+    return sweep
+
+
+def parse_group(group_text, text, reserved):
+    """One group of --sweep=`text` ('KEY=V1,V2' or 'K1/K2=A1/A2,B1/B2') -> Sweep of its keys and points."""
+    example = "expected KEY=V1,V2,... or KEY1/KEY2=A1/A2,B1/B2 (a grid: groups separated by ';')"
+    keys_text, sep, values_text = group_text.partition("=")
     keys = tuple(key.strip().lstrip("-").replace("-", "_") for key in keys_text.split("/"))
     if not sep or not all(keys) or not values_text:
         raise ValueError(f"--sweep={text}: {example}")
@@ -77,14 +105,10 @@ def parse_sweep(text, reserved=()):
         raise ValueError(f"--sweep={text}: {taken[0]} is set by compare.py for each run and cannot be swept")
     points = tuple(split_point(text, point, keys) for point in values_text.split(","))
     if len(points) < 2:
-        raise ValueError(f"--sweep={text}: a sweep needs at least two points (one point is a plain comparison)")
+        raise ValueError(f"--sweep={text}: a sweep needs at least two points in each group (one point is a plain comparison)")
     if len(set(points)) != len(points):
         raise ValueError(f"--sweep={text}: a point is given twice")
-    sweep = Sweep(keys, points)
-    long = next((sweep.label(values) for values in points if len(sweep.label(values).encode()) > 255), None)
-    if long:  # the point's folder could not be made, and only after the points before it had trained
-        raise ValueError(f"--sweep={text}: the point folder {long!r} would be longer than a folder name can be (255 bytes)")
-    return sweep
+    return Sweep(keys, points)
 
 
 def split_point(text, point, keys):

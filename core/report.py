@@ -4,7 +4,8 @@ Both start the same way (check_runs): the runs must be of one task and comparabl
 allow_mismatch), and only complete runs whose numbers are all finite are reported; the others
 are named as left out. A comparison (report) writes the task's figure of curves, summary.md and
 summary.json; a sweep (report_sweep), a comparison at each point, writes sweep.png, sweep.md and
-sweep.json. With use_wandb either also logs its table and figure to a wandb run in the runs'
+sweep.json; a grid (report_grid) writes a sweep's report for each point of its later groups, in
+its own folder, and grid.md and grid.json beside them. With use_wandb either also logs its table and figure to a wandb run in the runs'
 group. Each returns what its JSON file holds.
 
 Writing (write_report) holds the report folder against a second report (core/lock.py) and writes
@@ -30,7 +31,7 @@ from core.render import (
     sweep_markdown,
     sweep_title,
 )
-from core.runs import ReportError, assign_arm_labels, check_comparable, common_task, parse_point_label
+from core.runs import ReportError, assign_arm_labels, check_comparable, common_task, parse_point_label, point_label
 from core.stats import Point, along_axis, group_by_arm, is_tuning_sweep, own_best, summarize
 
 
@@ -195,3 +196,37 @@ def report_sweep(runs_by_point, out_dir, baseline, allow_mismatch=False, use_wan
         if use_wandb:  # project and group: the runs'
             log_sweep_to_wandb(result, out_dir / "sweep.png", next(iter(runs_by_point.values()))[0].config, task)
     return clean
+
+
+# -----------------------------------------------------------------------------
+# A grid: a sweep reported once per point of its later groups
+
+
+def split_by(runs_by_point, by):
+    """{label of the `by` keys' values: {point label: its runs}}; ReportError if the points lack a `by` key."""
+    subsets = {}
+    for label, runs in runs_by_point.items():
+        values = parse_point_label(label) or {}
+        missing = [key for key in by if key not in values]
+        if missing:
+            raise ReportError(f"--by={'/'.join(by)}: the sweep's points have no key {missing[0]} (theirs: {', '.join(values)})")
+        subsets.setdefault(point_label(by, [values[key] for key in by]), {})[label] = runs
+    if len(subsets) < 2:
+        raise ReportError(f"--by={'/'.join(by)}: every point of the sweep has the same {'/'.join(by)}; report it without --by")
+    return subsets
+
+
+def report_grid(runs_by_point, out_dir, by, baseline, allow_mismatch=False, use_wandb=False):
+    """Report a grid, {point label: its runs}: a sweep report over the other keys for each value of the `by` keys,
+    in out_dir/<by label>/, then grid.md (each one's table and verdict, in turn) and grid.json; returns grid.json's content."""
+    out_dir = make_report_dir(out_dir)
+    reports = {}
+    for label, subset in split_by(runs_by_point, by).items():
+        reports[label] = report_sweep(subset, out_dir / label, baseline, allow_mismatch, use_wandb)
+    result = {"by": list(by), "reports": reports}
+    sections = [f"## {label}\n\n![{label}]({label}/sweep.png)\n\n" + (out_dir / label / "sweep.md").read_text() for label in reports]
+    with exclusive_folder(out_dir, "--out"):
+        write_whole(out_dir / "grid.md", (f"# A grid: the sweep at each {'/'.join(by)}\n\n" + "\n".join(sections)).encode())
+        write_whole(out_dir / "grid.json", (json.dumps(result, indent=2, allow_nan=False) + "\n").encode())
+    print(f"wrote {out_dir / 'grid.md'}, {out_dir / 'grid.json'}")
+    return result

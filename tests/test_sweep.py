@@ -31,6 +31,14 @@ def test_one_key_and_keys_varied_together_parse():
     assert core.runs.parse_point_label("swiglu-s0") is None
 
 
+def test_a_grid_is_the_product_of_its_groups_in_order():
+    grid = core.launch.parse_sweep("learning_rate/min_lr=2e-3/2e-4,8e-3/8e-4;warmup_iters=30,150")
+    assert grid.keys == ("learning_rate", "min_lr", "warmup_iters") and grid.by_keys == ("warmup_iters",)
+    assert grid.points == (("2e-3", "2e-4", "30"), ("2e-3", "2e-4", "150"), ("8e-3", "8e-4", "30"), ("8e-3", "8e-4", "150"))
+    assert grid.label(grid.points[1]) == "learning_rate=2e-3,min_lr=2e-4,warmup_iters=150"
+    assert core.launch.parse_sweep("learning_rate=1e-3,2e-3").by_keys == ()  # one group: a plain sweep
+
+
 @pytest.mark.parametrize(
     "text, words",
     [
@@ -47,6 +55,10 @@ def test_one_key_and_keys_varied_together_parse():
         ("n_layer/dropout=1/0,1/0.0", "--sweep gives one point twice: --n_layer=1 --dropout=0 and --n_layer=1 --dropout=0.0 both read"),
         ("n_embd/n_embd=1/2,3/4", "a key is named twice"),
         ("seed=1,2", "seed is set by compare.py for each run and cannot be swept"),
+        ("learning_rate=1e-3,2e-3;learning_rate=3e-3,4e-3", "learning_rate is named in two groups"),
+        ("learning_rate=1e-3,2e-3;warmup_iters=30", "at least two points in each group"),
+        ("learning_rate=1e-3,2e-3;", "expected KEY=V1,V2"),
+        ("warmup_iters=30,150;learning_rate=1e-3,0.001", "both read as"),
     ],
 )
 def test_a_malformed_sweep_is_one_line_before_anything_runs(tmp_path, capsys, text, words):
@@ -233,6 +245,55 @@ def test_each_arm_at_its_own_best_learning_rate_is_cross_fitted_by_seed(tmp_path
         "Cross-fitted (the choice never sees the seed it is scored on)" in markdown
         and "In-sample (chosen and scored on the same seeds" in markdown
     )
+
+
+def test_a_grid_folder_is_reported_as_the_sweep_at_each_point_of_its_later_group(tmp_path):
+    """LR_FINALS at warmup 30, and shifted at warmup 150 where swiglu's best moves to 1e-2: each report sees its points alone."""
+    root = tmp_path / "runs"
+    at_150 = {"1e-3": {"gelu": [2.3, 2.3, 2.3], "swiglu": [2.3, 2.3, 2.3]}, "3e-3": LR_FINALS["3e-3"], "1e-2": LR_FINALS["3e-3"]}
+    at_150 = {**at_150, "1e-2": {"gelu": [2.25, 2.25, 2.26], "swiglu": [2.05, 2.06, 2.04]}}
+    for warmup, table in (("30", LR_FINALS), ("150", at_150)):
+        for lr, arms in table.items():
+            for arm, finals in arms.items():
+                for seed, final in enumerate(finals):
+                    folder = root / f"learning_rate={lr},warmup_iters={warmup}" / f"{arm}-s{seed}"
+                    write_run(folder, arm, seed, final, config_extra={"learning_rate": float(lr), "warmup_iters": int(warmup)})
+    assert compare.main([str(root), f"--out={tmp_path / 'r'}", "--by=warmup_iters"]) == 0
+    grid = json.loads((tmp_path / "r" / "grid.json").read_text())
+    assert grid["by"] == ["warmup_iters"] and set(grid["reports"]) == {"warmup_iters=30", "warmup_iters=150"}
+    for warmup, table in (("30", LR_FINALS), ("150", at_150)):
+        report = grid["reports"][f"warmup_iters={warmup}"]
+        assert report == json.loads((tmp_path / "r" / f"warmup_iters={warmup}" / "sweep.json").read_text())
+        assert [p["x"] for p in report["points"]] == [1e-3, 3e-3, 1e-2]  # the axis is the first group's key
+        best = {arm: min(table, key=lambda lr, arm=arm: np.mean(table[lr][arm])) for arm in ("swiglu", "gelu")}
+        chosen = report["own_best"]["swiglu"]["best_in_sample"]
+        assert chosen == {arm: f"learning_rate={lr},warmup_iters={warmup}" for arm, lr in best.items()}
+    markdown = (tmp_path / "r" / "grid.md").read_text()
+    assert "## warmup_iters=30" in markdown and "](warmup_iters=150/sweep.png)" in markdown
+    # --by with a key the points lack, or on runs that are no sweep, is one line
+    assert compare.main([str(root), f"--out={tmp_path / 'x'}", "--by=block_size"]) == 2
+    assert compare.main([str(root / "learning_rate=1e-3,warmup_iters=30"), f"--out={tmp_path / 'y'}", "--by=warmup_iters"]) == 2
+
+
+@pytest.mark.slow
+def test_a_grid_launch_trains_every_combination_and_reports_each_later_point(char_data, tmp_path, capsys):
+    for mlp in ("swiglu", "gelu"):
+        (tmp_path / f"{mlp}.py").write_text(f"mlp = {mlp!r}\n")
+    argv = [str(tmp_path / "swiglu.py"), str(tmp_path / "gelu.py"), "--seeds=2", f"--runs_dir={tmp_path / 'runs'}"]
+    argv += ["--sweep=learning_rate=1e-3,3e-3;warmup_iters=2,8", f"--data_dir={char_data}"]
+    argv += [arg for arg in TINY_SWEEP if not arg.startswith(("--learning_rate", "--warmup_iters"))]
+    assert compare.main(argv) == 0
+    assert capsys.readouterr().out.count(": fresh") == 16
+    for lr in ("1e-3", "3e-3"):
+        for warmup in ("2", "8"):
+            runs = [core.runs.load_run(d) for d in (tmp_path / "runs" / f"learning_rate={lr},warmup_iters={warmup}").iterdir()]
+            assert {(run.config["learning_rate"], run.config["warmup_iters"]) for run in runs} == {(float(lr), int(warmup))}
+    grid = json.loads((tmp_path / "runs" / "report" / "grid.json").read_text())
+    assert set(grid["reports"]) == {"warmup_iters=2", "warmup_iters=8"}
+    assert all("own_best" in report for report in grid["reports"].values())
+    # the folder alone, with --by, reports it again
+    assert compare.main([str(tmp_path / "runs"), f"--out={tmp_path / 'again'}", "--by=warmup_iters"]) == 0
+    assert json.loads((tmp_path / "again" / "grid.json").read_text()) == grid
 
 
 def test_a_run_with_a_nan_loss_is_left_out_of_the_sweep_and_its_verdict(tmp_path):
