@@ -206,7 +206,10 @@ class CausalSelfAttention(nn.Module):
         self.qk_norm = config.qk_norm
 
     def heads(self, x, rope=None):
-        """q, k, v (B, n_head, T, head_dim) of x (B, T, C), q and k normed and rotated as the switches say."""
+        """q, k, v (B, n_head, T, head_dim) of x (B, T, C), q and k normed and rotated as the switches say.
+
+        A method of its own so that core/diagnostics.py can recompute the attention logits SDPA never materialises.
+        """
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))

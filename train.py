@@ -322,9 +322,8 @@ def train_loop(run):
             at_end = run.iter == cfg.max_iters
             at_log = logs_at(run.iter, cfg)
             if at_log:
+                log_diagnostics(run, grad_norm)  # first: a diverging run still records what ran away
                 log_training(run, loss_sum, lr)  # raises TrainingError if a loss so far was not finite
-                if run.diagnostics and run.master:
-                    run.log.write({"event": "diag", "iter": run.iter, **run.diagnostics.record(grad_norm)})
             stop_signal = signal_to_stop(run, stop, at_log)
             if run.iter % cfg.eval_interval == 0 or at_end:
                 improved = evaluate(run)  # raises TrainingError too
@@ -435,6 +434,15 @@ def log_training(run, loss_sum, lr):
     run.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}")
     if run.bar.disable:
         print(f"iter {run.iter}: loss {loss:.4f}, lr {lr:.2e}, {tokens_per_s:,.0f} tokens/s" + (f", MFU {mfu:.1%}" if mfu else ""))
+
+
+def log_diagnostics(run, grad_norm):
+    """With diagnostics=True, rank 0's diag record (core/diagnostics.py); its time is left out of throughput, as evaluation's is."""
+    if run.diagnostics is None:
+        return
+    t0 = time.time()
+    run.log.write({"event": "diag", "iter": run.iter, **run.diagnostics.record(grad_norm)})
+    run.eval_seconds += time.time() - t0
 
 
 def signal_to_stop(run, stop, at_log):

@@ -10,9 +10,11 @@ At every log_interval, one "diag" record in metrics.jsonl (and diag/... in wandb
   L<i>/attn_logit_max  largest q·k/sqrt(head_dim) over heads and causal positions
   L<i>/attn_entropy    mean entropy (nats) of the attention rows
   update/<param>       ||Δw|| / ||w|| of each weight matrix over the logged step (the optimizer's relative step)
-  grad_norm            the gradient norm before clipping (when grad_clip > 0, the value clip_grad_norm_ returns)
-The forward statistics come from a fixed probe batch (the first val evaluation batch), run with
-hooks that exist only for that pass: with the switch off nothing is hooked, copied or synced.
+  grad_norm            the gradient norm before clipping, the value clip_grad_norm_ returns (absent when grad_clip=0)
+The forward statistics come from a fixed probe batch (the first val evaluation batch), run
+without autocast on the raw model (not the compiled or DDP one) by rank 0, with hooks that exist only for
+that pass: with the switch off nothing is hooked, copied or synced. On, each log costs one probe
+forward pass, the attention logits of one sequence at a time, and one copy of the weight matrices.
 """
 
 import math
@@ -27,14 +29,19 @@ def rms(x):
 
 
 def attention_stats(q, k):
-    """(max logit, mean row entropy) of causal softmax attention for q, k (B, n_head, T, head_dim)."""
-    logits = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.size(-1))
+    """(max logit, mean row entropy) of causal softmax attention for q, k (B, n_head, T, head_dim).
+
+    SDPA never materialises the logits, so they are recomputed here, one sequence at a time (n_head x T x T floats).
+    """
     T = q.size(-2)
     causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-    logits = logits.masked_fill(~causal, float("-inf"))
-    p = logits.softmax(-1)
-    entropy = -(p * p.clamp_min(1e-30).log()).sum(-1)
-    return logits.max().item(), entropy.mean().item()
+    logit_max, entropy_sum = [], []
+    for qb, kb in zip(q.float(), k.float(), strict=True):
+        logits = (qb @ kb.transpose(-2, -1) / math.sqrt(q.size(-1))).masked_fill(~causal, float("-inf"))
+        p = logits.softmax(-1)
+        logit_max.append(logits.max())
+        entropy_sum.append(-(p * p.clamp_min(1e-30).log()).sum())
+    return torch.stack(logit_max).max().item(), (torch.stack(entropy_sum).sum() / (q.size(0) * q.size(1) * T)).item()
 
 
 def pre_activation_stats(pre):

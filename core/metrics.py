@@ -7,7 +7,10 @@ metrics.jsonl holds one JSON object per line, each with an "event":
   train   every log_interval: iter, tokens, flops, time, loss, lr, tokens_per_s, mfu
   eval    every eval_interval and at the end: iter, tokens, flops, time, train_loss, val_loss, val_ppl,
           val_bpb (bits per byte of text: comparable across tokenizers; null where the tokenizer is not at hand)
-  diag    with diagnostics=True, every log_interval: iter and per-layer statistics (core/diagnostics.py)
+  diag    with diagnostics=True, every log_interval, just before that log's train record: iter; per block i
+          L<i>/resid_rms, mlp_out_rms, pre_mean, pre_std, pre_absmax, pre_off, dead_units, attn_logit_max,
+          attn_entropy; update/<weight> (||Δw||/||w|| of the logged step); grad_norm (core/diagnostics.py
+          defines each); in wandb each field f is diag/f (diag/L0/mlp_out_rms, diag/update/L0.mlp.w_gate)
   end     when training finished: iter, tokens, time, best_val_loss, final_val_loss
 classify.py's runs use the same events (the config line says "task": "classify"): train has
 examples and examples_per_s instead of tokens; eval has test_loss, accuracy, macro_f1, per_class

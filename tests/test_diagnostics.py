@@ -1,5 +1,7 @@
 """diagnostics=True: per-layer statistics at each log, measured as a reader would recompute them, and no effect on training."""
 
+import contextlib
+import copy as copy_module
 import json
 import math
 import subprocess
@@ -12,6 +14,9 @@ from conftest import tiny_config
 
 from core.checkpoint import load_checkpoint, model_from_checkpoint
 from core.diagnostics import attention_stats
+from core.lifecycle import TrainingError
+from core.step import train_step
+from model import GPT, GPTConfig
 from train import eval_offsets, train
 
 BLOCKS = {
@@ -58,7 +63,8 @@ def test_mlp_output_rms_and_attention_are_those_of_the_saved_model(char_data, tm
         block = model.transformer.h[0]
         a = block.ln_1(h)
         q, k, _ = block.attn.heads(a)
-        weights = torch.softmax((q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).masked_fill(~torch.ones(32, 32).tril().bool(), -1e9), -1)
+        logits = (q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).masked_fill(~torch.ones(32, 32).tril().bool(), -1e9)
+        weights = torch.softmax(logits, -1)
         h = h + block.attn(a)
         mlp_out = block.mlp(block.ln_2(h))
     last = records(cfg.out_dir, "diag")[-1]
@@ -66,6 +72,7 @@ def test_mlp_output_rms_and_attention_are_those_of_the_saved_model(char_data, tm
     assert last["L0/resid_rms"] == pytest.approx((h + mlp_out).pow(2).mean().sqrt().item(), rel=1e-5)
     entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1).mean().item()
     assert last["L0/attn_entropy"] == pytest.approx(entropy, rel=1e-4)
+    assert last["L0/attn_logit_max"] == pytest.approx(logits.max().item(), rel=1e-5)
 
 
 def test_update_ratio_is_the_step_between_two_checkpoints(char_data, tmp_path):
@@ -80,6 +87,31 @@ def test_update_ratio_is_the_step_between_two_checkpoints(char_data, tmp_path):
         expected = ((after[name] - before[name]).norm() / before[name].norm()).item()
         assert last[f"update/{ours}"] == pytest.approx(expected, rel=1e-4)
     assert last["grad_norm"] > 0
+
+
+def test_a_diverging_run_records_its_statistics_at_the_log_that_stops_it(char_data, tmp_path):
+    overrides = dict(diagnostics=True, learning_rate=1e30, decay_lr=False, warmup_iters=0, grad_clip=0, log_interval=1, max_iters=10)
+    with pytest.raises(TrainingError, match="non-finite"):
+        train(tiny_config(char_data, tmp_path / "run", **overrides))
+    diags, trains = records(tmp_path / "run", "diag"), records(tmp_path / "run", "train")
+    assert diags[-1]["iter"] == trains[-1]["iter"] + 1  # the train record of that log was never written
+    assert "grad_norm" not in diags[-1]  # grad_clip=0: nothing computed the norm
+
+
+@pytest.mark.parametrize("grad_clip", [0.05, 100.0])
+def test_train_step_returns_the_gradient_norm_before_clipping(grad_clip):
+    """The norm of the gradient summed over the micro-steps, computed by hand on a copy, whether it clips or not."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50, mlp="swiglu"))
+    copy = copy_module.deepcopy(model)
+    batches = [(torch.randint(0, 50, (4, 16)), torch.randint(0, 50, (4, 16))) for _ in range(3)]
+    for x, y in batches[:2]:
+        (copy(x, y)[1] / 2).backward()
+    by_hand = torch.cat([p.grad.flatten() for p in copy.parameters() if p.grad is not None]).norm().item()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    _, _, grad_norm = train_step(model, optimizer, batches[0], batches.__getitem__, 2, grad_clip, contextlib.nullcontext())
+    assert grad_norm.item() == pytest.approx(by_hand, rel=1e-5)
+    assert train_step(model, optimizer, batches[0], batches.__getitem__, 2, 0.0, contextlib.nullcontext())[2] is None
 
 
 def test_attention_stats_of_a_hand_made_case():
