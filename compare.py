@@ -33,9 +33,11 @@ from pathlib import Path
 from core.entry import interrupt_guard, run_main
 
 with interrupt_guard(__name__, "compare.py"):  # numpy loads through core.runs
+    from core.atomic import write_whole
     from core.configurator import ConfigError, load_options
     from core.launch import RESERVED_OVERRIDES, SCRIPTS, check_run_configs, launch_runs, parse_sweep, plan_launch, run_dirs_by_point
-    from core.report import report, report_grid, report_sweep
+    from core.render import plot_diagnostics
+    from core.report import make_report_dir, png_bytes, report, report_grid, report_sweep
     from core.runs import find_run_dirs, find_sweep_points, load_points, load_run
 
 
@@ -112,6 +114,9 @@ class CompareOptions:
     script: str = "train.py"  # what each run is: train.py (language model) or classify.py (sequence classifier)
     sweep: str = ""  # KEY=V1,V2,... or KEY1/KEY2=A1/A2,B1/B2 (keys varied together); groups joined by ';' make a grid
     by: str = ""  # KEY or KEY1/KEY2: report a sweep's folder once per value of these keys (a grid's later groups; set when launching one)
+    diag: str = (
+        ""  # comma list of diag keys (L0/mlp_out_rms,update/L0.mlp.w_up,...): plot them for the runs given, in <out>/diagnostics.png
+    )
 
     def __post_init__(self):
         self.seed_list = parse_seeds(self.seeds)
@@ -174,7 +179,25 @@ def report_folders(options, paths, overrides, out_dir):
         raise ConfigError(f"{overrides[0]} is not a compare.py option, and train.py keys only apply when launching runs from config files")
     if options.sweep_plan:
         raise ConfigError("--sweep launches runs: give config files with it (a sweep's folder is reported without it)")
+    if options.diag:
+        return plot_diagnostics_of(paths, options.diag.split(","), out_dir)
     return report_on(options, out_dir, find_sweep_points(paths) or find_run_dirs(paths))
+
+
+def plot_diagnostics_of(paths, keys, out_dir):
+    """--diag: the diag records' `keys` against iteration for the runs in `paths`, in out_dir/diagnostics.png; returns 0."""
+    runs = [load_run(d) for d in find_run_dirs(paths)]
+    if not any(run.diags for run in runs):
+        raise ConfigError("--diag plots diag records, and none of these runs has one: train with --diagnostics=True")
+    known = {key for run in runs for record in run.diags for key in record} - {"event", "iter"}
+    unknown = [key for key in keys if key not in known]
+    if unknown:
+        raise ConfigError(f"--diag: no diag record has {unknown[0]!r}; they have e.g. {', '.join(sorted(known)[:4])}")
+    png = png_bytes(lambda out: plot_diagnostics(runs, keys, out))
+    make_report_dir(out_dir)
+    write_whole(out_dir / "diagnostics.png", png)
+    print(f"wrote {out_dir / 'diagnostics.png'}")
+    return 0
 
 
 def report_on(options, out_dir, run_dirs):

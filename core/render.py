@@ -155,6 +155,33 @@ def plot_curves(arm_runs, summary, out, task):
     save_png(plt, fig, out)
 
 
+def plot_diagnostics(runs, keys, out):
+    """Each of `keys` (fields of the runs' diag records) against iteration, a panel each, a line per run, as a PNG in `out`.
+
+    A quantity that spans more than 20x and stays positive (an RMS, a logit) is drawn on a log axis.
+    """
+    plt = pyplot()
+    columns = min(len(keys), 3)
+    rows = -(-len(keys) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):  # a last row may have empty panels
+        values = []
+        for color, run in enumerate(runs):
+            iters = [d["iter"] for d in run.diags if d.get(key) is not None]
+            ys = [d[key] for d in run.diags if d.get(key) is not None]
+            if ys:
+                ax.plot(iters, ys, color=f"C{color}", label=run.dir.name)
+                values += ys
+        if values and min(values) > 0 and max(values) > 20 * min(values):
+            ax.set_yscale("log")
+        ax.set(xlabel="iteration", title=key)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(keys) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    save_png(plt, fig, out)
+
+
 # -----------------------------------------------------------------------------
 # A sweep: sweep.md and sweep.png
 

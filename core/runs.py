@@ -10,6 +10,7 @@ A report is given run folders, folders of runs (find_run_dirs), or one sweep's f
 folders named like "n_layer=2,n_embd=48", each holding run folders (find_sweep_points).
 """
 
+import dataclasses
 import json
 import math
 import re
@@ -171,6 +172,7 @@ class Run:
     arm: str = ""
     resume_pending: bool = False  # records after the last end line: a resume that has not finished
     problem: str | None = None  # why its numbers cannot be used (a NaN loss, say): the report leaves it out, naming this
+    diags: list = dataclasses.field(default_factory=list)  # "diag" lines (train.py --diagnostics=True)
 
     @property
     def config(self):
@@ -239,7 +241,9 @@ def load_run(run_dir):
     # Only the finished part counts: a resume that diverged after the end line does not spoil the run that finished.
     problem = next((f"{METRICS_NAME} line {n}: {p}" for n, p in enumerate((not_finite(e, task) for e in finished), start=1) if p), None)
     pending = len(finished) < len(events)
-    return Run(run_dir, by_kind["config"][-1], by_kind["train"], by_kind["eval"], end, resume_pending=pending, problem=problem)
+    run = Run(run_dir, by_kind["config"][-1], by_kind["train"], by_kind["eval"], end, resume_pending=pending, problem=problem)
+    run.diags = by_kind.get("diag", [])
+    return run
 
 
 def record_problem(record, task):

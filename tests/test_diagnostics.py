@@ -132,3 +132,18 @@ def test_wandb_gets_the_statistics_under_diag(char_data, tmp_path, monkeypatch):
     result = subprocess.run([str(wandb_cli), "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "diag/L1/mlp_out_rms" in result.stdout and "diag/update/L0.mlp.w_gate" in result.stdout
+
+
+def test_compare_plots_chosen_diag_keys_and_refuses_what_no_record_has(char_data, tmp_path, capsys):
+    import compare
+
+    train(tiny_config(char_data, tmp_path / "on", diagnostics=True, max_iters=10, eval_interval=10))
+    train(tiny_config(char_data, tmp_path / "off", max_iters=10, eval_interval=10))
+    out = tmp_path / "plot"
+    assert compare.main([str(tmp_path / "on"), "--diag=L0/mlp_out_rms,update/L1.mlp.w_up", f"--out={out}"]) == 0
+    assert (out / "diagnostics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert compare.main([str(tmp_path / "on"), "--diag=L9/mlp_out_rms", f"--out={tmp_path / 'x'}"]) == 2
+    assert compare.main([str(tmp_path / "off"), "--diag=L0/mlp_out_rms", f"--out={tmp_path / 'y'}"]) == 2
+    err = capsys.readouterr().err
+    assert "no diag record has 'L9/mlp_out_rms'" in err and "train with --diagnostics=True" in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
