@@ -112,13 +112,15 @@ def heldout_documents(tokens: np.ndarray, tokenizer: Tokenizer, max_docs: int = 
 # ---------------------------------------------------------------- the task files
 
 
+def local_task(name: str, jsonl: Path) -> dict:
+    """The start of a task config whose test split is the local JSON Lines file `jsonl`."""
+    return {"task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(jsonl)}}, "test_split": "test"}
+
+
 def heldout_task(jsonl: Path) -> dict:
     """lm-eval's config of the held-out task: wikitext's metrics on the documents of `jsonl`, one {"text"} per line."""
     return {
-        "task": HELDOUT_TASK,
-        "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(jsonl)}},
-        "test_split": "test",
+        **local_task(HELDOUT_TASK, jsonl),
         "output_type": "loglikelihood_rolling",
         "doc_to_text": "",
         # The column name, not "{{text}}": lm-eval hands a column over as it is, but reads a rendered
@@ -136,10 +138,7 @@ def heldout_task(jsonl: Path) -> dict:
 def sentiment_task(jsonl: Path, label_names: list[str]) -> dict:
     """lm-eval's config of the sentiment task: zero-shot multiple choice among label_names on the rows of `jsonl`."""
     return {
-        "task": SENTIMENT_TASK,
-        "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(jsonl)}},
-        "test_split": "test",
+        **local_task(SENTIMENT_TASK, jsonl),
         "output_type": "multiple_choice",
         "num_fewshot": 0,
         "doc_to_text": PROMPT,
