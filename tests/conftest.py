@@ -1,11 +1,15 @@
 """Shared fixtures. Data fixtures build tiny tiktoken encodings in-process: no network, no ../shared."""
 
+import hashlib
+import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tiktoken
 import torch
@@ -139,3 +143,30 @@ def offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     wandb.teardown()  # wandb keeps the settings of its first run in this process, WANDB_DIR included
     return wandb
+
+
+def write_sharded(source, dest, shard_tokens):
+    """A copy of the single-file folder `source` in the sharded layout at `dest`: train.bin cut into
+    shards of shard_tokens tokens (the last one shorter), val.bin as it is, meta.json listing them."""
+    dest.mkdir(parents=True)
+    meta = json.loads((source / "meta.json").read_text())
+    dtype = np.dtype(meta["dtype"])
+    train = np.fromfile(source / "train.bin", dtype=dtype)
+    shutil.copyfile(source / "val.bin", dest / "val.bin")
+    for i, start in enumerate(range(0, len(train), shard_tokens)):
+        train[start : start + shard_tokens].tofile(dest / f"train_{i:06d}.bin")
+
+    def entries(names):
+        return [
+            {
+                "file": n,
+                "tokens": (dest / n).stat().st_size // dtype.itemsize,
+                "sha256": hashlib.sha256((dest / n).read_bytes()).hexdigest(),
+            }
+            for n in names
+        ]
+
+    names = sorted(path.name for path in dest.glob("train_*.bin"))
+    meta.update(shard_tokens=shard_tokens, shards={"val": entries(["val.bin"]), "train": entries(names)})
+    (dest / "meta.json").write_text(json.dumps(meta, indent=1))
+    return dest

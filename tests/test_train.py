@@ -8,18 +8,21 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
-from conftest import ctrl_c_while_importing, make_corpus, tiny_argv, tiny_config
+from conftest import ctrl_c_while_importing, make_corpus, tiny_argv, tiny_config, write_sharded
 
 import train as train_module
 from core.checkpoint import load_checkpoint
 from core.configs import TrainConfig
 from core.configurator import load_config
 from core.metrics import finished_part, read_metrics
+from data.dataset import ShardedTokens
 from data.prepare import prepare
-from train import eval_offsets, get_batch, train
+from train import eval_offsets, get_batch, micro_batch, train, train_offsets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -274,6 +277,86 @@ def test_torchrun_with_two_cpu_processes_matches_one_process(char_data, tmp_path
     for a, b in zip(events(tmp_path / "ddp", "eval"), events(tmp_path / "one", "eval"), strict=True):
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
     assert json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[0])["event"] == "config"
+
+
+def test_under_two_processes_each_rank_takes_its_own_part_of_the_global_batch(tmp_path):
+    """micro_batch of rank r takes micro-batches r*steps .. r*steps+steps-1 of the iteration's global batch."""
+    # tokens that are their own positions, in shards: a window's first input is its offset
+    parts = np.array_split(np.arange(50_000, dtype=np.uint32), 3)
+    paths = [tmp_path / f"train_{i}.bin" for i in range(len(parts))]
+    for path, part in zip(paths, parts, strict=True):
+        part.tofile(path)
+    tokens = ShardedTokens(paths, [len(part) for part in parts], np.uint32)
+    cfg = tiny_config("unused", "unused", batch_size=3, gradient_accumulation_steps=4)
+    steps = cfg.gradient_accumulation_steps // 2
+    for iteration in (0, 7):
+        global_batch = train_offsets(cfg.seed, iteration, cfg.batch_size * cfg.gradient_accumulation_steps, len(tokens), cfg.block_size)
+        taken = []
+        for rank in (0, 1):
+            run = SimpleNamespace(data=SimpleNamespace(train=tokens), cfg=cfg, iter=iteration, rank=rank, micro_steps=steps, device="cpu")
+            batches = [micro_batch(run, k) for k in range(steps + 1)]
+            taken.append(torch.cat([x[:, 0] for x, _ in batches[:steps]]).tolist())
+            for x, y in batches:
+                assert torch.equal(x[:, 1:], y[:, :-1]) and torch.equal(y[:, -1], x[:, -1] + 1)  # windows of consecutive tokens
+            # the micro-batch after the last is the next iteration's first of this rank: train_step fetches it ahead
+            assert torch.equal(batches[steps][0], get_batch(tokens, cfg, iteration + 1, rank * steps, "cpu")[0])
+        # offsets are drawn with replacement, so two could coincide by chance; with these draws none does
+        assert not set(taken[0]) & set(taken[1]) and len(taken[0]) == len(taken[1]) == cfg.batch_size * steps
+        assert taken[0] + taken[1] == global_batch.tolist()
+
+
+# A run of 8 iterations that resumes at 4 and is compared with runs of other process counts and data layouts
+SHARD_RUN = dict(batch_size=4, gradient_accumulation_steps=2, max_iters=8, lr_decay_iters=8, eval_interval=4, eval_iters=2, log_interval=1)
+
+
+def torchrun(*args):
+    """train.py under torchrun with two CPU processes (gloo)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py", *args]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def sharded_char_data(char_data, tmp_path_factory):
+    """char_data's folder in the sharded layout: train.bin in 4 shards, val.bin as it is."""
+    train_tokens = json.loads((Path(char_data) / "meta.json").read_text())["train_tokens"]
+    return write_sharded(Path(char_data), tmp_path_factory.mktemp("data") / "sharded", shard_tokens=math.ceil(train_tokens / 4))
+
+
+@pytest.fixture(scope="module")
+def ddp_run_on_shards(sharded_char_data, tmp_path_factory):
+    """out_dir of an 8-iteration run of two processes on sharded_char_data."""
+    out = tmp_path_factory.mktemp("runs") / "ddp"
+    torchrun(*tiny_argv(data_dir=sharded_char_data, out_dir=out, **SHARD_RUN))
+    return out
+
+
+@pytest.mark.slow
+def test_a_run_on_shards_matches_one_process_and_the_unsharded_folder(char_data, sharded_char_data, ddp_run_on_shards, tmp_path):
+    assert len(json.loads((sharded_char_data / "meta.json").read_text())["shards"]["train"]) == 4
+    for data_dir, out in [(sharded_char_data, tmp_path / "one"), (char_data, tmp_path / "plain")]:
+        train(load_config(TrainConfig, tiny_argv(data_dir=data_dir, out_dir=out, **SHARD_RUN)))
+    ddp, one, plain = (
+        {kind: events(out, kind) for kind in ("train", "eval")} for out in (ddp_run_on_shards, tmp_path / "one", tmp_path / "plain")
+    )
+    assert events(ddp_run_on_shards, "config")[0]["world_size"] == 2 and len(ddp["train"]) == 8
+    assert [r["loss"] for r in ddp["train"]] == pytest.approx([r["loss"] for r in one["train"]], abs=1e-4)
+    assert [r["val_loss"] for r in ddp["eval"]] == pytest.approx([r["val_loss"] for r in one["eval"]], abs=1e-4)
+    # the same tokens in one file or in four: the same batches, so the very same losses
+    assert [r["loss"] for r in one["train"]] == [r["loss"] for r in plain["train"]]
+    assert [r["val_loss"] for r in one["eval"]] == [r["val_loss"] for r in plain["eval"]]
+
+
+@pytest.mark.slow
+def test_a_run_on_shards_resumed_under_torchrun_continues_exactly(sharded_char_data, ddp_run_on_shards, tmp_path):
+    out = tmp_path / "split"
+    torchrun(*tiny_argv(data_dir=sharded_char_data, out_dir=out, **{**SHARD_RUN, "max_iters": 4}))
+    assert load_checkpoint(out)["iter"] == 4
+    torchrun(*tiny_argv(data_dir=sharded_char_data, out_dir=out, init_from="resume", **SHARD_RUN))
+    split, whole = events(out, "train"), events(ddp_run_on_shards, "train")
+    assert [r["iter"] for r in split] == list(range(1, 9))
+    assert [r["loss"] for r in split] == [r["loss"] for r in whole]
+    assert [r["val_loss"] for r in events(out, "eval")] == [r["val_loss"] for r in events(ddp_run_on_shards, "eval")]
 
 
 def test_ctrl_c_while_torch_imports_is_one_line():
