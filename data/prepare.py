@@ -1,7 +1,8 @@
-"""Turn a text corpus into token files: train.bin, val.bin and meta.json.
+"""Turn a text corpus into token files: train.bin, val.bin and meta.json, or token shards for a Hugging Face dataset.
 
     python data/prepare.py shakespeare --tokenizer=char          (presets: shakespeare, pystdlib, quickstart)
     python data/prepare.py books/ notes.txt 'papers/**/*.md' --out_dir=data/mine
+    python data/prepare.py --hf_dataset=HuggingFaceFW/fineweb-edu --hf_config=sample-10BT --out_dir=data/fineweb10B
     python data/prepare.py --hf_dataset=json --hf_data_files=corpus.jsonl --out_dir=data/mine
 
 The pipeline: documents (a file or a dataset row each) are read in blocks, cut into pieces of
@@ -13,6 +14,13 @@ document too. Ids are stored as uint16 when the vocabulary fits, else uint32. me
 the tokenizer, vocab size, dtype, end-of-text id, token counts, the largest id in either file
 (max_token_id: data/dataset.py checks it against the vocab size instead of reading every token),
 document count and source (and, for `char`, the vocabulary).
+
+A Hugging Face dataset (a hub name, a local folder of parquet or jsonl files, or a loader with
+--hf_data_files) is streamed, never downloaded whole, into fixed-size token shards: the first
+whole documents of at least --val_tokens tokens are val.bin, the rest train_000000.bin, ... of
+--shard_tokens each, and meta.json lists every shard with its token count and SHA-256. A run that
+is stopped (kill -9 included) resumes from its last finished shard when the same command runs
+again. data/shards.py has the layout and the writer.
 
 Safety. Token files are written as *.tmp and renamed when complete; meta.json, written last, marks
 a folder as a finished dataset. An out_dir holding a dataset from another source or tokenizer is
@@ -34,6 +42,7 @@ from core.entry import interrupt_guard
 
 with interrupt_guard(__name__, "data/prepare.py"):  # nothing to clean up yet: one line, no traceback
     import contextlib
+    import functools
     import glob
     import itertools
     import json
@@ -47,6 +56,7 @@ with interrupt_guard(__name__, "data/prepare.py"):  # nothing to clean up yet: o
     from collections.abc import Callable, Iterable
     from concurrent.futures import ThreadPoolExecutor
     from dataclasses import dataclass
+    from typing import NamedTuple
 
     import numpy as np
     from tqdm import tqdm
@@ -57,6 +67,7 @@ with interrupt_guard(__name__, "data/prepare.py"):  # nothing to clean up yet: o
     from core.entry import Interrupted, RunFailed, restore_signals, run_main, take_signals
     from core.lock import exclusive_folder
     from core.paths import recorded_path
+    from data.shards import ShardWriter
     from data.tokenizer import CharTokenizer, DataError, TiktokenTokenizer, Tokenizer, get_tokenizer
 
 DATA_DIR = Path(__file__).resolve().parent
@@ -66,25 +77,30 @@ PIECE_CHARS = 1 << 20  # text read at a time, and the size long documents are cu
 MAX_PIECE_CHARS = 8 * PIECE_CHARS  # a longer line (minified text) is cut anywhere, which may change one token
 BATCH_CHARS = 1 << 20  # text one thread encodes at a time: short documents go together
 STOP_SIGNALS = (signal.SIGINT, *ENTRY_STOP_SIGNALS)  # Ctrl-C, a scheduler's SIGTERM, a closed terminal's SIGHUP
+SHARD_TOKENS = 100_000_000  # a train shard: 200 MB of GPT-2 tokens, so 100 files for 10B tokens
+VAL_TOKENS = 10_000_000  # enough for nanoGPT's 200 evaluation batches of 12 x 1024 tokens four times over
 
 
 @dataclass
 class PrepareOptions:
     out_dir: str = ""  # output folder; for a preset the default is data/<preset>
     tokenizer: str = "gpt2"  # a tiktoken encoding name, or char for characters
-    val_fraction: float = 0.1  # share of the tokens for validation, 0 < f < 1
+    val_fraction: float | None = None  # file sources: the share of the tokens for validation, 0 < f < 1 (default 0.1)
     num_proc: int = min(os.cpu_count() or 1, 8)  # threads that encode; the default is the CPU count, at most 8
     encoding_errors: str = "strict"  # bytes that are not UTF-8: strict (stop) or replace
     max_mb: float | None = None  # for file sources: only the first files, up to this many megabytes
     overwrite: bool = False  # replace a different dataset already in out_dir
-    hf_dataset: str = ""  # a Hugging Face dataset: a hub name or a local loader (text, json, parquet, csv)
+    hf_dataset: str = ""  # a Hugging Face dataset, streamed into shards: a hub name, a folder of parquet/jsonl, or json, parquet, csv, text
     hf_config: str | None = None  # the dataset's configuration name
     hf_split: str = "train"  # the dataset's split
     hf_data_files: tuple[str, ...] = ()  # files for a local loader
     text_column: str = "text"  # the dataset's column holding the text
+    shard_tokens: int | None = None  # --hf_dataset: tokens per train shard (default 100M)
+    val_tokens: int | None = None  # --hf_dataset: validation = the first whole documents of at least this many tokens (default 10M)
+    max_tokens: int | None = None  # --hf_dataset: stop after this many tokens in all (a quick subset)
 
     def __post_init__(self):
-        if not 0 < self.val_fraction < 1:
+        if self.val_fraction is not None and not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {self.val_fraction:g}")
         if self.num_proc < 1:
             raise ValueError(f"num_proc must be at least 1, got {self.num_proc}")
@@ -106,11 +122,16 @@ A preset writes to data/<preset> unless --out_dir says otherwise; a path named l
 examples:
   python data/prepare.py quickstart --tokenizer=char
   python data/prepare.py books/ notes.txt 'papers/**/*.md' --out_dir=data/mine
+  python data/prepare.py --hf_dataset=HuggingFaceFW/fineweb-edu --hf_config=sample-10BT --out_dir=data/fineweb10B
+  python data/prepare.py --hf_dataset=path/to/parquet_folder --max_tokens=100_000_000 --out_dir=data/sample
   python data/prepare.py --hf_dataset=json --hf_data_files=corpus.jsonl --out_dir=data/mine
 
 Offline, tiktoken reads its files from TIKTOKEN_CACHE_DIR; 'gpt2' falls back to the identical
-'r50k_base'. Documents are separated by the end-of-text token; the validation split is the last
-val_fraction of the token stream."""
+'r50k_base'. Documents are separated by the end-of-text token. Files and presets: one train.bin
+and val.bin, the validation split the last val_fraction (default 0.1) of the token stream.
+--hf_dataset streams into shards: val.bin holds the first whole documents of at least val_tokens
+(default 10M) tokens, then train_000000.bin, ... hold shard_tokens (default 100M) each; a stopped
+run resumes from its last finished shard when the same command is given again."""
 
 
 # ---------------------------------------------------------------- sources
@@ -190,31 +211,45 @@ def _is_binary(path: Path) -> bool:
 
 
 def hf_corpus(options: PrepareOptions) -> Corpus:
-    """One column of a Hugging Face dataset, one row = one document."""
+    """One column of a Hugging Face dataset, streamed (nothing is downloaded ahead): one row = one
+    document, a missing text an empty one. A hub name, a local folder of parquet or jsonl files, or a
+    loader (json, parquet, csv, text) with --hf_data_files all go through the same call."""
     name, column = options.hf_dataset, options.text_column
+    # datasets imports torch when it is installed, to share streams with DataLoader workers: 180 MB
+    # of memory this process never uses (the variable only counts before datasets' first import)
+    os.environ.setdefault("USE_TORCH", "0")
     try:
         import datasets
 
-        rows = datasets.load_dataset(name, options.hf_config, split=options.hf_split, data_files=list(options.hf_data_files) or None)
+        files = list(options.hf_data_files) or None
+        rows = datasets.load_dataset(name, options.hf_config, split=options.hf_split, data_files=files, streaming=True)
+        first = next(iter(rows.take(1)), None)
     except Exception as e:  # hub, network and loader errors come in many types
-        first_line = (str(e).strip() or type(e).__name__).splitlines()[0]
-        raise DataError(f"could not load Hugging Face dataset {name!r}: {first_line}") from None
-    if column not in rows.column_names:
-        raise DataError(
-            f"dataset {name!r} has no column {column!r}; its columns are {', '.join(rows.column_names)} (choose one with --text_column)"
-        )
+        raise DataError(f"could not load Hugging Face dataset {name!r}: {_first_line(e)}") from None
+    if first is None:
+        raise DataError(f"dataset {name!r} has no rows in split {options.hf_split!r}")
+    if column not in first:
+        raise DataError(f"dataset {name!r} has no column {column!r}; its columns are {', '.join(first)} (choose one with --text_column)")
 
     def documents():
-        for batch in rows.select_columns([column]).iter(batch_size=1000):
-            for text in batch[column]:
-                if text is not None and not isinstance(text, str):
-                    raise DataError(f"column {column!r} holds {type(text).__name__}, not text")
-                if text is not None:
-                    yield [text]
+        try:
+            for batch in rows.select_columns([column]).iter(batch_size=1000):
+                for text in batch[column]:
+                    if text is not None and not isinstance(text, str):
+                        raise DataError(f"column {column!r} holds {type(text).__name__}, not text")
+                    yield [text] if text else []
+        except (DataError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a lost connection or a damaged file, midway: finished shards stay for a resume
+            raise RunFailed(f"reading Hugging Face dataset {name!r} failed: {_first_line(e)}") from None
 
     files = options.hf_data_files and f"files={','.join(options.hf_data_files)}"
     parts = [name, options.hf_config, f"split={options.hf_split}", files, f"column={column}"]
     return Corpus("hf: " + " ".join(p for p in parts if p), documents)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 
 def shakespeare(options: PrepareOptions, say) -> Corpus:
@@ -271,9 +306,17 @@ def _safe_cut(text: str, end: int) -> int:
     return 0
 
 
-def _pieces(corpus: Corpus):
-    """(piece, last piece of its document?) for every document, pieces of at most about PIECE_CHARS."""
-    for document in corpus.documents():
+class Piece(NamedTuple):
+    """A stretch of one document's text, what a thread encodes, and where it sits in the corpus."""
+
+    text: str
+    last: bool  # the document's last piece: its tokens are followed by the end-of-text id
+    document: int  # the document's index in the corpus (a dataset's row; empty ones count)
+
+
+def _pieces(documents: Iterable[Iterable[str]], start: int = 0):
+    """Pieces of at most about PIECE_CHARS of every document; `start` is the first document's index."""
+    for index, document in enumerate(documents, start):
         buffer, cut_any = "", False
         for block in document:
             buffer += block
@@ -282,18 +325,18 @@ def _pieces(corpus: Corpus):
                 if not cut and len(buffer) < MAX_PIECE_CHARS:
                     break  # read on: a safe cut may come
                 cut = cut or len(buffer)
-                yield buffer[:cut], False
+                yield Piece(buffer[:cut], False, index)
                 buffer, cut_any = buffer[cut:], True
         if buffer or cut_any:  # an empty document adds nothing, not even a separator
-            yield buffer, True
+            yield Piece(buffer, True, index)
 
 
-def _batches(corpus: Corpus):
+def _batches(pieces: Iterable[Piece]):
     """Lists of pieces of about BATCH_CHARS characters in all: one thread's task."""
     batch, size = [], 0
-    for piece in _pieces(corpus):
+    for piece in pieces:
         batch.append(piece)
-        size += len(piece[0])
+        size += len(piece.text)
         if size >= BATCH_CHARS:
             yield batch
             batch, size = [], 0
@@ -301,33 +344,47 @@ def _batches(corpus: Corpus):
         yield batch
 
 
-def _encode(tokenizer: Tokenizer, dtype: np.dtype, batch) -> np.ndarray:
-    """The batch's token ids as `dtype`, the end-of-text id after each document's last piece."""
-    parts = []
-    for text, last in batch:
-        parts.append(tokenizer.encode_to_numpy(text).astype(dtype))
-        if last:
-            parts.append(np.array([tokenizer.eot_id], dtype=dtype))
-    return np.concatenate(parts)
+def _encode(tokenizer: Tokenizer, dtype: np.dtype, batch: list[Piece]) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's token ids as `dtype`, the end-of-text id after each document's last piece; and where
+    each piece's ids end among them."""
+    encoded = [tokenizer.encode_to_numpy(piece.text) for piece in batch]
+    ends = np.cumsum([len(ids) + piece.last for ids, piece in zip(encoded, batch, strict=True)])
+    out = np.empty(int(ends[-1]), dtype)
+    for ids, piece, end in zip(encoded, batch, ends, strict=True):
+        out[end - piece.last - len(ids) : end - piece.last] = ids
+        if piece.last:
+            out[end - 1] = tokenizer.eot_id
+    return out, ends
+
+
+def _encoded(batches: Iterable[list[Piece]], tokenizer: Tokenizer, dtype: np.dtype, num_proc: int):
+    """(batch, its ids, its pieces' ends) for every batch, in order, encoded by num_proc threads
+    while this thread reads the next batches."""
+    # Two batches per thread at a time keeps memory bounded. Fresh threads for each chunk, as
+    # tiktoken's own encode_ordinary_batch has: with threads that lived through the whole run,
+    # about half the runs took 5.8 s instead of 3.3 s (60 MB of text, 2 threads, 2 cores).
+    chunk = list(itertools.islice(batches, 2 * num_proc))
+    while chunk:
+        pool = ThreadPoolExecutor(num_proc)
+        encoding = [pool.submit(_encode, tokenizer, dtype, batch) for batch in chunk]
+        pool.shutdown(wait=False)  # its threads end with their tasks
+        following = list(itertools.islice(batches, 2 * num_proc))  # reading (a dataset's rows) overlaps the encoding
+        for batch, future in zip(chunk, encoding, strict=True):
+            yield batch, *future.result()
+        chunk = following
 
 
 def _write_tokens(corpus: Corpus, tokenizer: Tokenizer, dtype: np.dtype, out, num_proc: int, progress: bool) -> tuple[int, int, int]:
     """Write the corpus's token stream to file `out`; return (tokens, documents, largest id)."""
     tokens = documents = max_id = 0
-    batches = _batches(corpus)
+    batches = _batches(_pieces(corpus.documents()))
     with tqdm(total=corpus.size_bytes, unit="B", unit_scale=True, desc="tokenizing", disable=not progress) as bar:
-        # Two batches per thread at a time keeps memory bounded. Fresh threads for each chunk, as
-        # tiktoken's own encode_ordinary_batch has: with threads that lived through the whole run,
-        # about half the runs took 5.8 s instead of 3.3 s (60 MB of text, 2 threads, 2 cores).
-        while chunk := list(itertools.islice(batches, 2 * num_proc)):
-            with ThreadPoolExecutor(num_proc) as pool:
-                encoded = list(pool.map(lambda batch: _encode(tokenizer, dtype, batch), chunk))
-            for batch, ids in zip(chunk, encoded, strict=True):
-                out.write(ids.tobytes())
-                tokens += len(ids)
-                documents += sum(last for _, last in batch)
-                max_id = max(max_id, int(ids.max(initial=0)))
-                bar.update(sum(len(text.encode("utf-8", "surrogatepass")) for text, _ in batch))
+        for batch, ids, _ in _encoded(batches, tokenizer, dtype, num_proc):
+            out.write(ids.tobytes())
+            tokens += len(ids)
+            documents += sum(piece.last for piece in batch)
+            max_id = max(max_id, int(ids.max(initial=0)))
+            bar.update(sum(len(piece.text.encode("utf-8", "surrogatepass")) for piece in batch))
     return tokens, documents, max_id
 
 
@@ -471,6 +528,91 @@ def _write_dataset(corpus: Corpus, out_dir: Path, tokenizer: Tokenizer, val_frac
     return meta
 
 
+def prepare_shards(
+    corpus: Corpus,
+    out_dir: str | Path,
+    tokenizer: Tokenizer | str = "gpt2",
+    *,
+    shard_tokens: int = SHARD_TOKENS,
+    val_tokens: int = VAL_TOKENS,
+    max_tokens: int | None = None,
+    num_proc: int = 1,
+    overwrite: bool = False,
+    progress: bool = False,
+    say=lambda message: None,
+) -> dict:
+    """Stream `corpus` into token shards in out_dir (the layout: data/shards.py) and return the meta dict.
+
+    A folder holding an unfinished run of the same corpus, tokenizer and sizes is continued from
+    its last finished shard; one holding the finished dataset is returned as it is.
+    """
+    out_dir = Path(out_dir)
+    _make_out_dir(out_dir)
+    name = getattr(tokenizer, "name", tokenizer)
+    sizes = {"shard_tokens": shard_tokens, "val_tokens": val_tokens, "max_tokens": max_tokens}
+    identity = {"source": corpus.description, "tokenizer": name, **sizes}
+    with exclusive_folder(out_dir, "--out_dir"):
+        writer = ShardWriter(out_dir, identity, **sizes)
+        if overwrite:
+            writer.clear()
+        if meta := writer.finished_meta():
+            say(f"{out_dir} already holds this dataset, finished; nothing to do")
+            return meta
+        recorded = writer.recorded_tokenizer()
+        if tokenizer == "char":  # a resumed run keeps its vocabulary: the corpus is not read twice
+            tokenizer = CharTokenizer(recorded["vocab"]) if recorded else _char_tokenizer(corpus)
+        elif isinstance(tokenizer, str):
+            tokenizer = get_tokenizer(tokenizer)
+        writer.start(tokenizer.meta(), np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32))
+        if writer.written:
+            say(f"continuing after {writer.written:,} tokens in finished shards (row {writer.resume_row:,} of the source)")
+        try:
+            return _stream(corpus, tokenizer, writer, num_proc, progress)
+        except OSError as e:  # a full disk, most often
+            raise RunFailed(
+                f"could not write a shard into {out_dir} ({e.strerror or e}); the finished shards are kept "
+                "and the same command continues from them"
+            ) from None
+        finally:
+            writer.abort()
+
+
+def _stream(corpus: Corpus, tokenizer: Tokenizer, writer: ShardWriter, num_proc: int, progress: bool) -> dict:
+    """Encode the corpus from the writer's resume row on and hand every batch to it; returns the finished meta."""
+    row = writer.resume_row
+    position = writer.written - writer.skip_tokens  # the stream position where row `row` starts
+    doc_start, starts_document = position, True
+    pieces = _pieces(itertools.islice(corpus.documents(), row, None), start=row)
+    bar = tqdm(total=writer.max_tokens, initial=writer.written, unit="tok", unit_scale=True, desc="tokenizing", disable=not progress)
+    with bar:
+        for batch, ids, ends in _encoded(_batches(pieces), tokenizer, writer.dtype, num_proc):
+            piece_ends = position + ends
+            doc_starts = []  # where each piece's document starts in the stream
+            for piece, start in zip(batch, position + np.concatenate([[0], ends[:-1]]), strict=True):
+                doc_start = int(start) if starts_document else doc_start
+                doc_starts.append(doc_start)
+                starts_document = piece.last
+
+            before = writer.written
+            resume_point = functools.partial(_resume_point, batch, piece_ends, doc_starts)
+            writer.write(ids, position, piece_ends[[piece.last for piece in batch]], resume_point)
+            bar.update(writer.written - before)
+            position += len(ids)
+            row = batch[-1].document + 1
+            if writer.full:
+                break
+    return writer.finish((row, 0))
+
+
+def _resume_point(batch: list[Piece], piece_ends: np.ndarray, doc_starts: list[int], at: int) -> tuple[int, int]:
+    """Where a stream stopped at position `at` (within the batch) restarts: (row, how many of its tokens come before `at`)."""
+    i = int(np.searchsorted(piece_ends, at, side="right"))
+    if i == len(batch) and batch[-1].last:
+        return batch[-1].document + 1, 0
+    i = min(i, len(batch) - 1)
+    return batch[i].document, at - doc_starts[i]
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -481,6 +623,7 @@ def run(options: PrepareOptions, inputs: list[str], say) -> dict:
         raise DataError("give exactly one source: a preset name, input paths, or --hf_dataset=NAME")
     if not options.out_dir and not preset:
         raise DataError("--out_dir=DIR is required with input paths and with --hf_dataset")
+    _check_split_options(options)
     tokenizer = "char" if options.tokenizer == "char" else get_tokenizer(options.tokenizer)
     if isinstance(tokenizer, TiktokenTokenizer) and tokenizer.encoding.name != tokenizer.name:
         say(f"note: tokenizer {tokenizer.name!r} loaded from the identical {tokenizer.encoding.name!r} files")
@@ -493,15 +636,27 @@ def run(options: PrepareOptions, inputs: list[str], say) -> dict:
     out_dir = Path(options.out_dir or DATA_DIR / preset)
     say(f"source: {corpus.description}")
     started = time.perf_counter()
-    meta = prepare(
-        corpus, out_dir, tokenizer, val_fraction=options.val_fraction, num_proc=options.num_proc, overwrite=options.overwrite, progress=True
-    )
+    common = dict(num_proc=options.num_proc, overwrite=options.overwrite, progress=True)
+    if options.hf_dataset:
+        sizes = dict(shard_tokens=options.shard_tokens or SHARD_TOKENS, val_tokens=options.val_tokens or VAL_TOKENS)
+        meta = prepare_shards(corpus, out_dir, tokenizer, **sizes, max_tokens=options.max_tokens, say=say, **common)
+    else:
+        meta = prepare(corpus, out_dir, tokenizer, val_fraction=options.val_fraction or 0.1, **common)
     say(
         f"wrote {out_dir}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens "
         f"from {meta['documents']:,} documents, tokenizer {meta['tokenizer']} "
         f"(vocab {meta['vocab_size']:,}, {meta['dtype']}) in {time.perf_counter() - started:.1f}s"
     )
     return meta
+
+
+def _check_split_options(options: PrepareOptions) -> None:
+    """How the tokens are split depends on the source: refuse the other source's options rather than ignore them."""
+    sharded = {"shard_tokens": options.shard_tokens, "val_tokens": options.val_tokens, "max_tokens": options.max_tokens}
+    if options.hf_dataset and options.val_fraction is not None:
+        raise DataError("--val_fraction is for file sources: a streamed --hf_dataset holds out its first --val_tokens tokens instead")
+    if not options.hf_dataset and (given := [key for key, value in sharded.items() if value is not None]):
+        raise DataError(f"--{given[0]} is for --hf_dataset (token shards); file sources write train.bin and val.bin (--val_fraction)")
 
 
 def _interrupt(signum, frame):
@@ -520,11 +675,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def body():
         with _signal_handler(_interrupt):
-            description = "Tokenize a text corpus into train.bin, val.bin and meta.json."
+            description = "Tokenize a text corpus into train.bin, val.bin and meta.json (a Hugging Face dataset: into token shards)."
             options, inputs = load_options(PrepareOptions, argv, "data/prepare.py", USAGE, more_help=MORE_HELP, description=description)
             run(options, inputs, lambda message: print(message, file=sys.stderr))
 
-    return run_main("data/prepare.py", body, on_interrupt="no partial files were left in the output folder")
+    kept = "no partial files were left in the output folder (finished shards stay: the same command continues from them)"
+    return run_main("data/prepare.py", body, on_interrupt=kept)
 
 
 if __name__ == "__main__":

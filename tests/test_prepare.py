@@ -176,10 +176,14 @@ def test_hugging_face_json_loader(tmp_path, hf_cache, capsys):
     for name, part in (("a.jsonl", rows[:3]), ("b.jsonl", rows[3:])):
         (tmp_path / name).write_text("".join(json.dumps({"text": r, "id": 0}) + "\n" for r in part))
     files = f"{tmp_path / 'a.jsonl'},{tmp_path / 'b.jsonl'}"
-    code, err = run_cli(["--hf_dataset=json", f"--hf_data_files={files}", "--tokenizer=char", f"--out_dir={tmp_path / 'out'}"], capsys)
+    argv = ["--hf_dataset=json", f"--hf_data_files={files}", "--tokenizer=char", "--val_tokens=5", f"--out_dir={tmp_path / 'out'}"]
+    code, err = run_cli(argv, capsys)
     assert code == 0, err
-    meta, tokens = read_tokens(tmp_path / "out")
-    assert tokenizer_from_meta(meta).decode(tokens) == "first row\x00second\nrow\x00third\x00"
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    val, train = (np.fromfile(tmp_path / "out" / meta["shards"][split][0]["file"], dtype=meta["dtype"]) for split in ("val", "train"))
+    # streamed: the validation split is the first whole documents, the train shards the rest
+    decode = tokenizer_from_meta(meta).decode
+    assert (decode(val), decode(train)) == ("first row\x00", "second\nrow\x00third\x00")
     assert meta["source"] == f"hf: json split=train files={files} column=text"
     assert (tmp_path / "hf").is_dir()  # the cache went where hf_cache put it, not into the user's
 
@@ -287,14 +291,15 @@ def test_old_spelling_of_several_hugging_face_files(tmp_path, hf_cache, capsys):
             tmp_path / "b.jsonl",
             "--tokenizer=char",
             f"--out_dir={tmp_path / 'out'}",
-            "--val_fraction=0.5",
+            "--val_tokens=2",
         ],
         capsys,
     )
     assert code == 0, err
     assert f"write --hf_data_files={tmp_path / 'a.jsonl'},{tmp_path / 'b.jsonl'}" in err
-    meta, tokens = read_tokens(tmp_path / "out")
-    assert tokenizer_from_meta(meta).decode(tokens) == "one\x00two\x00"
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["source"] == f"hf: json split=train files={tmp_path / 'a.jsonl'},{tmp_path / 'b.jsonl'} column=text"
+    assert (meta["val_tokens"], meta["train_tokens"]) == (4, 4)  # one\0 and two\0
 
 
 def test_help_documents_options_presets_and_offline_use(capsys):
@@ -306,7 +311,10 @@ def test_help_documents_options_presets_and_offline_use(capsys):
         "--hf_dataset=",
         "--hf_data_files=",
         "--tokenizer='gpt2'",
-        "--val_fraction=0.1",
+        "--val_fraction=None",
+        "--shard_tokens=",
+        "--max_tokens=",
+        "resumes",
         "--num_proc=",
         "threads that encode",
         "pystdlib",
