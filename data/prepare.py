@@ -580,6 +580,8 @@ def prepare_shards(
 def _stream(corpus: Corpus, tokenizer: Tokenizer, writer: ShardWriter, num_proc: int, progress: bool) -> dict:
     """Encode the corpus from the writer's resume row on and hand every batch to it; returns the finished meta."""
     row = writer.resume_row
+    if writer.full:  # a run stopped after its last shard, before meta.json
+        return writer.finish((row, 0))
     position = writer.written - writer.skip_tokens  # the stream position where row `row` starts
     doc_start, starts_document = position, True
     pieces = _pieces(itertools.islice(corpus.documents(), row, None), start=row)
@@ -638,8 +640,10 @@ def run(options: PrepareOptions, inputs: list[str], say) -> dict:
     started = time.perf_counter()
     common = dict(num_proc=options.num_proc, overwrite=options.overwrite, progress=True)
     if options.hf_dataset:
-        sizes = dict(shard_tokens=options.shard_tokens or SHARD_TOKENS, val_tokens=options.val_tokens or VAL_TOKENS)
-        meta = prepare_shards(corpus, out_dir, tokenizer, **sizes, max_tokens=options.max_tokens, say=say, **common)
+        shard_tokens = SHARD_TOKENS if options.shard_tokens is None else options.shard_tokens
+        val_tokens = VAL_TOKENS if options.val_tokens is None else options.val_tokens
+        sizes = dict(shard_tokens=shard_tokens, val_tokens=val_tokens, max_tokens=options.max_tokens)
+        meta = prepare_shards(corpus, out_dir, tokenizer, **sizes, say=say, **common)
     else:
         meta = prepare(corpus, out_dir, tokenizer, val_fraction=options.val_fraction or 0.1, **common)
     say(

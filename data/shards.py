@@ -101,6 +101,7 @@ class ShardWriter:
             if not path.is_file() or path.stat().st_size != shard["tokens"] * dtype.itemsize:
                 raise DataError(f"{path} is missing or changed since it was written; pass --overwrite to start again")
         self.state, self.written = state, state["position"]
+        self.full = self.max_tokens is not None and self.written >= self.max_tokens  # stopped after its last shard
 
     def clear(self) -> None:
         """Remove every dataset file from out_dir (--overwrite): shards, single files, their temporary files, progress and meta."""
@@ -139,6 +140,11 @@ class ShardWriter:
             self.shard_documents += int(np.count_nonzero((doc_ends > self.written) & (doc_ends <= stop)))
             self.written = stop
             self.full = stop == self.max_tokens
+            if self.full and self.split == "val" and stop != shard_end:
+                raise DataError(
+                    f"max_tokens ({self.max_tokens:,}) ends inside the validation split, which ends at a document's end; "
+                    "raise --max_tokens or lower --val_tokens"
+                )
             if stop == shard_end or self.full:
                 self._close(resume_point(stop))
 

@@ -242,6 +242,26 @@ def _finished_shards(folder, at_least):
         return False
 
 
+def test_a_run_stopped_after_its_last_shard_finishes_without_reading_more(tmp_path, tiny_tokenizer):
+    rows, out = make_rows(), tmp_path / "out"
+    meta = prepare_shards(row_corpus(rows), out, tiny_tokenizer, shard_tokens=2000, val_tokens=1500, max_tokens=6000)
+    before = folder_bytes(out)
+    # the folder as a kill between the last shard's progress.json and meta.json leaves it
+    state = {"position": 6000, "row": 10**6, "skip": 0, "documents": meta["documents"], "max_token_id": meta["max_token_id"]}
+    progress = {"identity": meta["identity"], "tokenizer": tiny_tokenizer.meta(), "state": {**state, "shards": meta["shards"]}}
+    (out / "progress.json").write_text(json.dumps(progress))
+    (out / "meta.json").unlink()
+    prepare_shards(row_corpus(rows, fail_at=0), out, tiny_tokenizer, shard_tokens=2000, val_tokens=1500, max_tokens=6000)
+    assert folder_bytes(out) == before  # finished from progress.json alone: the source (failing at its first row) was not read
+
+
+def test_max_tokens_inside_the_validation_split_is_refused(tmp_path, tiny_tokenizer):
+    rows = make_rows()
+    with pytest.raises(DataError, match="ends inside the validation split.*raise --max_tokens or lower --val_tokens"):
+        prepare_shards(row_corpus(rows), tmp_path / "out", tiny_tokenizer, shard_tokens=2000, val_tokens=1500, max_tokens=1501)
+    assert not [p.name for p in (tmp_path / "out").iterdir() if p.name != ".writer"]
+
+
 def test_a_finished_folder_is_left_as_it_is(tmp_path, tiny_tokenizer):
     prepare_shards(row_corpus(make_rows()), tmp_path / "out", tiny_tokenizer, shard_tokens=2000, val_tokens=1500)
     before = folder_bytes(tmp_path / "out")
@@ -295,6 +315,8 @@ def test_options_of_the_other_kind_of_source_are_refused(tmp_path, parquet_folde
     assert_one_line_error(code, err, "--val_fraction is for file sources", "--val_tokens")
     code, err = run_cli([folder, "--max_tokens=1000", "--tokenizer=char", f"--out_dir={tmp_path / 'b'}"], capsys)
     assert_one_line_error(code, err, "--max_tokens is for --hf_dataset")
+    code, err = run_cli([f"--hf_dataset={parquet_folder}", "--shard_tokens=0", "--tokenizer=char", f"--out_dir={tmp_path / 'c'}"], capsys)
+    assert_one_line_error(code, err, "shard_tokens and val_tokens must be positive, got 0 and 10000000")
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
