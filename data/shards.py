@@ -43,8 +43,9 @@ class ShardWriter:
     """Cuts a token stream into val.bin and train shards, recording in progress.json how to resume.
 
     `identity` is what makes two runs the same dataset (source, tokenizer, shard sizes): a
-    progress.json or meta.json of another identity is refused. After resume(), the stream
-    restarts at row `resume_row` of the source, whose first `skip_tokens` tokens are in shards already.
+    progress.json or meta.json of another identity is refused. After recorded_tokenizer() and
+    start(), the stream restarts at row `resume_row` of the source, whose first `skip_tokens` tokens
+    are in shards already.
     """
 
     def __init__(self, out_dir: Path, identity: dict, *, shard_tokens: int, val_tokens: int, max_tokens: int | None):
@@ -111,10 +112,12 @@ class ShardWriter:
 
     @property
     def resume_row(self) -> int:
+        """The source row the stream restarts at."""
         return self.state["row"]
 
     @property
     def skip_tokens(self) -> int:
+        """How many of resume_row's tokens are in finished shards already."""
         return self.state["skip"]
 
     # ------------------------------------------------------------ writing
@@ -140,9 +143,10 @@ class ShardWriter:
             self.shard_documents += int(np.count_nonzero((doc_ends > self.written) & (doc_ends <= stop)))
             self.written = stop
             self.full = stop == self.max_tokens
-            if self.full and self.split == "val" and stop != shard_end:
+            if self.full and self.split == "val":
                 raise DataError(
-                    f"max_tokens ({self.max_tokens:,}) ends inside the validation split, which ends at a document's end; "
+                    f"max_tokens ({self.max_tokens:,}) leaves no tokens for training after the validation split (which ends "
+                    "at a document's end); "
                     "raise --max_tokens or lower --val_tokens"
                 )
             if stop == shard_end or self.full:
@@ -158,6 +162,7 @@ class ShardWriter:
 
     @property
     def split(self) -> str:
+        """The split being written: val until val.bin is finished, then train."""
         return "train" if self.state["shards"]["val"] else "val"
 
     def _name(self) -> str:
@@ -203,6 +208,8 @@ class ShardWriter:
         if self.file is not None:
             self._close(stream_end)
         shards = self.state["shards"]
+        if not self.written:
+            raise DataError(f"no text: every row of {self.identity['source']} is empty")
         if not shards["train"]:
             raise DataError(f"corpus too small: its {self.written:,} tokens all went to the validation split; lower --val_tokens")
         meta = {

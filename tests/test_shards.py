@@ -255,16 +255,25 @@ def test_a_run_stopped_after_its_last_shard_finishes_without_reading_more(tmp_pa
     assert folder_bytes(out) == before  # finished from progress.json alone: the source (failing at its first row) was not read
 
 
-def test_max_tokens_inside_the_validation_split_is_refused(tmp_path, tiny_tokenizer):
+@pytest.mark.parametrize("at_val_end", [False, True])
+def test_max_tokens_inside_the_validation_split_is_refused(tmp_path, tiny_tokenizer, at_val_end):
     rows = make_rows()
-    with pytest.raises(DataError, match="ends inside the validation split.*raise --max_tokens or lower --val_tokens"):
-        prepare_shards(row_corpus(rows), tmp_path / "out", tiny_tokenizer, shard_tokens=2000, val_tokens=1500, max_tokens=1501)
+    eot_ends = np.flatnonzero(expected_stream(rows, tiny_tokenizer) == tiny_tokenizer.eot_id) + 1
+    max_tokens = int(eot_ends[eot_ends >= 1500][0]) if at_val_end else 1501  # where val.bin would end, or inside it
+    with pytest.raises(DataError, match="leaves no tokens for training.*raise --max_tokens or lower --val_tokens"):
+        prepare_shards(row_corpus(rows), tmp_path / "out", tiny_tokenizer, shard_tokens=2000, val_tokens=1500, max_tokens=max_tokens)
     assert not [p.name for p in (tmp_path / "out").iterdir() if p.name != ".writer"]
+
+
+def test_a_dataset_of_empty_rows_is_one_line(tmp_path, tiny_tokenizer):
+    with pytest.raises(DataError, match="no text: every row of rows: test corpus is empty"):
+        prepare_shards(row_corpus(["", None, ""]), tmp_path / "out", tiny_tokenizer, val_tokens=10)
 
 
 def test_a_finished_folder_is_left_as_it_is(tmp_path, tiny_tokenizer):
     prepare_shards(row_corpus(make_rows()), tmp_path / "out", tiny_tokenizer, shard_tokens=2000, val_tokens=1500)
     before = folder_bytes(tmp_path / "out")
+    (tmp_path / "out" / "progress.json").write_text("{}")  # as a stop between meta.json and its removal leaves it
     messages = []
     prepare_shards(row_corpus(make_rows()), tmp_path / "out", tiny_tokenizer, shard_tokens=2000, val_tokens=1500, say=messages.append)
     assert folder_bytes(tmp_path / "out") == before and "nothing to do" in messages[0]
