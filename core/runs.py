@@ -241,9 +241,8 @@ def load_run(run_dir):
     # Only the finished part counts: a resume that diverged after the end line does not spoil the run that finished.
     problem = next((f"{METRICS_NAME} line {n}: {p}" for n, p in enumerate((not_finite(e, task) for e in finished), start=1) if p), None)
     pending = len(finished) < len(events)
-    run = Run(run_dir, by_kind["config"][-1], by_kind["train"], by_kind["eval"], end, resume_pending=pending, problem=problem)
-    run.diags = by_kind.get("diag", [])
-    return run
+    diags = by_kind.get("diag", [])
+    return Run(run_dir, by_kind["config"][-1], by_kind["train"], by_kind["eval"], end, resume_pending=pending, problem=problem, diags=diags)
 
 
 def record_problem(record, task):

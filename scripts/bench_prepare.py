@@ -18,6 +18,7 @@ It prints a markdown table. Needs pyarrow (a dependency of datasets) and the GPT
 import functools
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -158,7 +159,8 @@ def bench(argv: list[str]) -> None:
             f"| {result['wall']:.1f} s | {result['rss_mb']:.0f} MB |",
             flush=True,
         )
-        subprocess.run(["rm", "-rf", str(folder), str(work / "out")], check=True)
+        shutil.rmtree(folder)
+        shutil.rmtree(work / "out")
 
 
 if __name__ == "__main__":
